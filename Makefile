@@ -1,0 +1,61 @@
+# Lifeline: the two commands a newcomer needs are `make demo` and `make test`.
+# Everything else (Foundry 1.7.1, solc, OpenZeppelin) is installed from the lockfile on demand.
+
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+
+FOUNDRY_BIN := $(CURDIR)/node_modules/.bin
+export PATH := $(FOUNDRY_BIN):$(PATH)
+NPM_STAMP := node_modules/.lifeline-installed
+
+.PHONY: help demo test deps test-solidity test-rust gas bindings bindings-check fmt clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
+
+demo: deps ## Start a local devnet: anvil + the registry deployed and configured by the Foundry scripts
+	cargo run -q -p lifeline-keeper -- devnet
+
+test: deps test-solidity test-rust ## Everything CI runs: formatting, lints, Solidity and Rust tests, drift checks
+
+deps: $(NPM_STAMP) ## Install the npm toolchain (only when package-lock.json changed)
+
+$(NPM_STAMP): package.json package-lock.json
+	@echo "==> npm ci (Foundry 1.7.1, solc, OpenZeppelin from package-lock.json)"
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+test-solidity: deps
+	@echo "==> forge fmt --check"
+	forge fmt --check
+	@echo "==> forge build"
+	forge build
+	@echo "==> forge test (unit, security, fuzz, invariants: ci profile, 256 runs x depth 64)"
+	FOUNDRY_PROFILE=ci forge test
+	@echo "==> gas: isolated transactions, checked against snapshots/GasTest.json and budgets"
+	FOUNDRY_PROFILE=gas FORGE_SNAPSHOT_CHECK=true forge test
+
+test-rust: deps
+	@echo "==> cargo fmt --check"
+	cargo fmt --all --check
+	@echo "==> cargo clippy"
+	cargo clippy --workspace --all-targets -- -D warnings
+	@echo "==> bindings drift check (contracts vs bindings/artifacts)"
+	cargo run -q -p lifeline-codegen -- --check
+	@echo "==> cargo test"
+	cargo test --workspace
+
+gas: deps ## Regenerate snapshots/GasTest.json (whole-transaction gas, cold storage)
+	FOUNDRY_PROFILE=gas forge test
+
+bindings: deps ## Regenerate bindings/artifacts from contracts/ (foundry-compilers + tools/solc)
+	cargo run -q -p lifeline-codegen
+
+fmt: deps ## Format Solidity and Rust
+	forge fmt
+	cargo fmt --all
+
+clean: ## Remove build outputs (keeps node_modules)
+	rm -rf out cache broadcast target/devnet
+	cargo clean

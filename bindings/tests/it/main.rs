@@ -1,0 +1,4 @@
+//! Integration tests of lifeline-bindings against a real anvil running the real registry.
+
+mod digest;
+mod support;

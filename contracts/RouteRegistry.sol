@@ -1,0 +1,695 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+
+import {IRouteRegistry} from "./interfaces/IRouteRegistry.sol";
+import {Attestation, AttestationHash, Verdict} from "./types/Attestation.sol";
+import {
+    ServiceConfig,
+    EndpointStatus,
+    DeferReason,
+    Route,
+    RouteSet,
+    EndpointView,
+    ServiceView
+} from "./types/Service.sol";
+import {Bitmap} from "./libraries/Bitmap.sol";
+
+/// @title RouteRegistry
+/// @notice Lifeline's registry: governed membership, keeper-quorum health, autonomous failover.
+/// @dev Storage is laid out so that the keeper hot path (one vote) touches one slot each of:
+/// the service config, the service state, the keeper set, the keeper, the endpoint. Everything
+/// else (URLs, lists for views) is read only by views and governance.
+contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
+    using AttestationHash for Attestation;
+    using Bitmap for uint256;
+
+    /* CONSTANTS */
+
+    /// @notice Role that manages membership: services, endpoints, keepers.
+    bytes32 public constant GOVERNOR_ROLE = keccak256("lifeline.governor");
+    /// @notice Role that may freeze keeper-driven changes for a bounded time.
+    bytes32 public constant GUARDIAN_ROLE = keccak256("lifeline.guardian");
+    /// @notice Endpoints per service (bitmaps are 64 bits wide).
+    uint256 public constant MAX_ENDPOINTS = 64;
+    /// @notice Keepers in the set (vote bitmaps are 32 bits wide).
+    uint256 public constant MAX_KEEPERS = 32;
+    /// @notice Distinct keeper vantages (4-bit vantage ids).
+    uint256 public constant MAX_VANTAGES = 16;
+    /// @notice Smallest quorum: no single key can flip the route set.
+    uint256 public constant MIN_QUORUM = 2;
+    /// @notice Longest guardian freeze.
+    uint64 public constant MAX_FREEZE = 7 days;
+
+    /* STORAGE TYPES */
+
+    /// @dev One slot: everything a vote reads and writes about an endpoint.
+    struct EndpointSlot {
+        EndpointStatus status;
+        uint8 regionId;
+        uint32 latencyMs;
+        uint40 cooldownUntil;
+        // The keeper-set version the two bitmaps belong to; older bitmaps read as empty.
+        uint32 voteVersion;
+        uint32 downVotes;
+        uint32 upVotes;
+    }
+
+    /// @dev Cold endpoint data, read by views only.
+    struct EndpointInfo {
+        string url;
+        string region;
+        string provider;
+        address operator;
+    }
+
+    /// @dev One slot, read and written by every attestation. Bitmaps are over endpoint indices.
+    struct ServiceState {
+        uint32 epoch;
+        uint40 lastAttestedAt;
+        uint8 endpointCount;
+        uint8 activeCount;
+        uint64 ready;
+        uint64 degraded;
+    }
+
+    /// @dev One slot, read only when the active set may change (a transition or a rebalance).
+    struct ServiceRoutes {
+        uint64 active;
+        uint40 frozenUntil;
+        uint40 windowStart;
+        uint8 windowDemotions;
+    }
+
+    struct Service {
+        ServiceConfig config;
+        ServiceState state;
+        ServiceRoutes routes;
+        uint8 regionCount;
+        mapping(bytes32 regionHash => uint8 regionId) regionIds;
+        mapping(uint256 index => EndpointSlot) endpoints;
+        mapping(uint256 index => EndpointInfo) info;
+    }
+
+    /// @dev One slot. `index` is 1-based so that 0 means "not in the current set": rotation
+    /// clears it for keepers that leave, so the hot path needs no global read.
+    struct KeeperSlot {
+        uint8 index;
+        uint32 version;
+        uint64 nonce;
+    }
+
+    /// @dev One slot: the keeper set's version and vantages (read only for `minVantages` > 1).
+    struct KeeperSet {
+        uint32 version;
+        uint8 count;
+        // 4-bit vantage id per keeper index.
+        uint128 vantageIds;
+    }
+
+    /// @dev Working copy of a service during one attest call, written back once.
+    struct Context {
+        bytes32 serviceId;
+        ServiceConfig config;
+        ServiceState state;
+        // Loaded on first use by `_loadRoutes`: a vote that changes nothing never reads it.
+        ServiceRoutes routes;
+        bool routesLoaded;
+        // The keeper-set version, taken from the (already loaded) keeper slot.
+        uint32 version;
+        bool setChanged;
+    }
+
+    /* STORAGE */
+
+    mapping(bytes32 serviceId => Service) internal _services;
+    bytes32[] internal _serviceIds;
+    KeeperSet internal _keeperSet;
+    mapping(address keeper => KeeperSlot) internal _keepers;
+    address[] internal _keeperSigners;
+    bytes32[] internal _keeperVantages;
+
+    /* CONSTRUCTOR */
+
+    /// @param admin Holds the admin and governor roles (a multisig or timelock in production).
+    /// @param guardian Holds the guardian role (may freeze, nothing else).
+    constructor(address admin, address guardian) EIP712("Lifeline RouteRegistry", "1") {
+        _grantRole(DEFAULT_ADMIN_ROLE, admin);
+        _grantRole(GOVERNOR_ROLE, admin);
+        _grantRole(GUARDIAN_ROLE, guardian);
+    }
+
+    /* GOVERNANCE */
+
+    /// @inheritdoc IRouteRegistry
+    function createService(bytes32 serviceId, string calldata name, ServiceConfig calldata config)
+        external
+        onlyRole(GOVERNOR_ROLE)
+    {
+        Service storage s = _services[serviceId];
+        if (s.config.quorum != 0) revert ServiceExists(serviceId);
+        _validateConfig(config);
+        s.config = config;
+        s.state.lastAttestedAt = uint40(block.timestamp);
+        _serviceIds.push(serviceId);
+        emit ServiceCreated(serviceId, name, config);
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function configureService(bytes32 serviceId, ServiceConfig calldata config) external onlyRole(GOVERNOR_ROLE) {
+        Service storage s = _existing(serviceId);
+        _validateConfig(config);
+        s.config = config;
+        emit ServiceConfigured(serviceId, config);
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function addEndpoint(
+        bytes32 serviceId,
+        string calldata url,
+        string calldata region,
+        string calldata provider,
+        address operator
+    ) external onlyRole(GOVERNOR_ROLE) returns (uint16 index) {
+        Service storage s = _existing(serviceId);
+        index = s.state.endpointCount;
+        if (index >= MAX_ENDPOINTS) revert TooManyEndpoints(serviceId);
+        if (bytes(url).length == 0) revert InvalidConfig("url", 0);
+
+        bytes32 regionHash = keccak256(bytes(region));
+        uint8 regionId = s.regionIds[regionHash];
+        if (regionId == 0) {
+            // At most MAX_ENDPOINTS regions per service, so the uint8 cannot overflow.
+            regionId = ++s.regionCount;
+            s.regionIds[regionHash] = regionId;
+        }
+
+        s.state.endpointCount = uint8(index + 1);
+        s.endpoints[index] = EndpointSlot({
+            status: EndpointStatus.Standby,
+            regionId: regionId,
+            latencyMs: 0,
+            cooldownUntil: 0,
+            voteVersion: 0,
+            downVotes: 0,
+            upVotes: 0
+        });
+        s.info[index] = EndpointInfo({url: url, region: region, provider: provider, operator: operator});
+        emit EndpointAdded(serviceId, index, url, region, provider, operator);
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function updateEndpoint(
+        bytes32 serviceId,
+        uint16 index,
+        string calldata url,
+        string calldata provider,
+        address operator
+    ) external onlyRole(GOVERNOR_ROLE) {
+        Service storage s = _existing(serviceId);
+        if (index >= s.state.endpointCount) revert UnknownEndpoint(serviceId, index);
+        if (s.endpoints[index].status == EndpointStatus.Retired) revert EndpointIsRetired(serviceId, index);
+        if (bytes(url).length == 0) revert InvalidConfig("url", 0);
+        EndpointInfo storage info = s.info[index];
+        info.url = url;
+        info.provider = provider;
+        info.operator = operator;
+        emit EndpointUpdated(serviceId, index, url, provider, operator);
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function retireEndpoint(bytes32 serviceId, uint16 index) external onlyRole(GOVERNOR_ROLE) {
+        Service storage s = _existing(serviceId);
+        if (index >= s.state.endpointCount) revert UnknownEndpoint(serviceId, index);
+        EndpointSlot storage e = s.endpoints[index];
+        if (e.status == EndpointStatus.Active) revert EndpointIsActive(serviceId, index);
+        if (e.status == EndpointStatus.Retired) revert EndpointIsRetired(serviceId, index);
+        e.status = EndpointStatus.Retired;
+        s.state.ready &= ~uint64(1 << index);
+        emit EndpointRetired(serviceId, index);
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function setKeepers(address[] calldata signers, bytes32[] calldata vantages) external onlyRole(GOVERNOR_ROLE) {
+        uint256 n = signers.length;
+        if (n == 0 || n > MAX_KEEPERS) revert InvalidKeeperSet("signers.length", n);
+        if (vantages.length != n) revert InvalidKeeperSet("vantages.length", vantages.length);
+        for (uint256 i; i < _serviceIds.length; ++i) {
+            uint8 quorum = _services[_serviceIds[i]].config.quorum;
+            if (quorum > n) revert InvalidKeeperSet("signers.length (below a service quorum)", n);
+        }
+
+        // Cannot overflow in practice: one bump per governance rotation.
+        uint32 version = _keeperSet.version + 1;
+        for (uint256 i; i < _keeperSigners.length; ++i) {
+            // The nonce survives so that a keeper added back later cannot replay old attestations.
+            _keepers[_keeperSigners[i]].index = 0;
+        }
+        uint128 vantageIds;
+        uint256 distinct;
+        for (uint256 i; i < n; ++i) {
+            address signer = signers[i];
+            if (signer == address(0)) revert InvalidKeeperSet("signers[i] (zero address)", i);
+            KeeperSlot storage k = _keepers[signer];
+            if (k.version == version) revert InvalidKeeperSet("signers[i] (duplicate)", i);
+            k.index = uint8(i + 1);
+            k.version = version;
+
+            uint256 vantageId = distinct;
+            for (uint256 j; j < i; ++j) {
+                if (vantages[j] == vantages[i]) {
+                    vantageId = (vantageIds >> (4 * j)) & 0xf;
+                    break;
+                }
+            }
+            if (vantageId == distinct) {
+                if (++distinct > MAX_VANTAGES) revert InvalidKeeperSet("vantages (distinct)", distinct);
+            }
+            vantageIds |= uint128(vantageId << (4 * i));
+        }
+
+        _keeperSet = KeeperSet({version: version, count: uint8(n), vantageIds: vantageIds});
+        _keeperSigners = signers;
+        _keeperVantages = vantages;
+        emit KeeperSetUpdated(version, signers, vantages);
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function freeze(bytes32 serviceId, uint64 duration) external onlyRole(GUARDIAN_ROLE) {
+        if (duration > MAX_FREEZE) revert FreezeTooLong(duration, MAX_FREEZE);
+        Service storage s = _existing(serviceId);
+        uint64 until = uint64(block.timestamp) + duration;
+        s.routes.frozenUntil = uint40(until);
+        emit Frozen(serviceId, until);
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function unfreeze(bytes32 serviceId) external onlyRole(GUARDIAN_ROLE) {
+        _existing(serviceId).routes.frozenUntil = 0;
+        emit Unfrozen(serviceId);
+    }
+
+    /* KEEPERS */
+
+    /// @inheritdoc IRouteRegistry
+    function attest(Attestation calldata attestation, bytes calldata signature) external {
+        Service storage s = _existing(attestation.service);
+        Context memory ctx = _load(s, attestation.service);
+        uint256 keeperBit = _accept(ctx, attestation, signature);
+        _applyVerdicts(ctx, s, attestation, keeperBit);
+        _rebalance(ctx, s);
+        _commit(ctx, s);
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function attestBatch(Attestation[] calldata attestations, bytes[] calldata signatures) external {
+        uint256 n = attestations.length;
+        if (n == 0 || signatures.length != n) revert InvalidBatch(n, signatures.length);
+        bytes32 serviceId = attestations[0].service;
+        Service storage s = _existing(serviceId);
+        Context memory ctx = _load(s, serviceId);
+
+        uint256 seen;
+        for (uint256 i; i < n; ++i) {
+            Attestation calldata a = attestations[i];
+            if (a.service != serviceId) revert MixedServices(serviceId, a.service);
+            uint256 keeperBit = _accept(ctx, a, signatures[i]);
+            if (seen & keeperBit != 0) revert DuplicateKeeper(_keeperSigners[keeperBit.lowest()]);
+            seen |= keeperBit;
+            _applyVerdicts(ctx, s, a, keeperBit);
+        }
+        _rebalance(ctx, s);
+        _commit(ctx, s);
+    }
+
+    /* VIEWS */
+
+    /// @inheritdoc IRouteRegistry
+    function authorisedRoutes(bytes32 serviceId) external view returns (RouteSet memory set) {
+        Service storage s = _existing(serviceId);
+        set.epoch = s.state.epoch;
+        set.lastAttestedAt = s.state.lastAttestedAt;
+        set.stale = block.timestamp > uint256(s.state.lastAttestedAt) + s.config.attestationTtl;
+        uint16[] memory ids = uint256(s.routes.active).indices();
+        set.routes = new Route[](ids.length);
+        for (uint256 i; i < ids.length; ++i) {
+            uint16 id = ids[i];
+            EndpointInfo storage info = s.info[id];
+            set.routes[i] = Route({
+                id: id,
+                url: info.url,
+                region: info.region,
+                provider: info.provider,
+                latencyMs: s.endpoints[id].latencyMs,
+                degraded: s.state.degraded & (1 << id) != 0
+            });
+        }
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function service(bytes32 serviceId) external view returns (ServiceView memory v) {
+        Service storage s = _existing(serviceId);
+        ServiceState memory st = s.state;
+        v = ServiceView({
+            config: s.config,
+            epoch: st.epoch,
+            lastAttestedAt: st.lastAttestedAt,
+            frozenUntil: s.routes.frozenUntil,
+            endpointCount: st.endpointCount,
+            activeCount: st.activeCount,
+            activeMask: s.routes.active,
+            readyMask: st.ready,
+            degradedMask: st.degraded
+        });
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function serviceIds() external view returns (bytes32[] memory) {
+        return _serviceIds;
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function endpoint(bytes32 serviceId, uint16 index) external view returns (EndpointView memory v) {
+        Service storage s = _existing(serviceId);
+        if (index >= s.state.endpointCount) revert UnknownEndpoint(serviceId, index);
+        EndpointSlot memory e = s.endpoints[index];
+        EndpointInfo storage info = s.info[index];
+        bool current = e.voteVersion == _keeperSet.version;
+        v = EndpointView({
+            status: e.status,
+            ready: s.state.ready & (1 << index) != 0,
+            degraded: s.state.degraded & (1 << index) != 0,
+            latencyMs: e.latencyMs,
+            cooldownUntil: e.cooldownUntil,
+            downVotes: current ? e.downVotes : 0,
+            upVotes: current ? e.upVotes : 0,
+            url: info.url,
+            region: info.region,
+            provider: info.provider,
+            operator: info.operator
+        });
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function keepers() external view returns (uint32, address[] memory, bytes32[] memory) {
+        return (_keeperSet.version, _keeperSigners, _keeperVantages);
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function keeperState(address keeper) external view returns (bool active, uint8 index, uint64 lastNonce) {
+        KeeperSlot memory k = _keepers[keeper];
+        active = k.index != 0;
+        index = active ? k.index - 1 : 0;
+        lastNonce = k.nonce;
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function attestationDigest(Attestation calldata attestation) external view returns (bytes32) {
+        return _hashTypedDataV4(attestation.hash());
+    }
+
+    /* INTERNAL: attestation intake */
+
+    function _load(Service storage s, bytes32 serviceId) internal view returns (Context memory ctx) {
+        ctx.serviceId = serviceId;
+        ctx.config = s.config;
+        ctx.state = s.state;
+    }
+
+    function _loadRoutes(Context memory ctx, Service storage s) internal view {
+        if (ctx.routesLoaded) return;
+        ctx.routes = s.routes;
+        ctx.routesLoaded = true;
+    }
+
+    /// @dev Checks one attestation in a fixed order and consumes its nonce.
+    /// @return keeperBit The signer's bit in vote bitmaps.
+    function _accept(Context memory ctx, Attestation calldata a, bytes calldata signature)
+        internal
+        returns (uint256 keeperBit)
+    {
+        if (a.deadline < block.timestamp) revert AttestationExpired(a.deadline, block.timestamp);
+        uint256 maxDeadline = block.timestamp + ctx.config.attestationTtl;
+        if (a.deadline > maxDeadline) revert DeadlineTooFar(a.deadline, maxDeadline);
+        if (a.epoch != ctx.state.epoch) revert WrongEpoch(a.epoch, ctx.state.epoch);
+
+        address signer = _recover(_hashTypedDataV4(a.hash()), signature);
+        KeeperSlot storage k = _keepers[signer];
+        KeeperSlot memory keeper = k;
+        if (keeper.index == 0) revert NotKeeper(signer);
+        if (a.configVersion != keeper.version) revert WrongConfigVersion(a.configVersion, keeper.version);
+        if (a.nonce <= keeper.nonce) revert NonceTooLow(signer, a.nonce, keeper.nonce);
+        k.nonce = a.nonce;
+
+        ctx.version = keeper.version;
+        ctx.state.lastAttestedAt = uint40(block.timestamp);
+        return 1 << (keeper.index - 1);
+    }
+
+    /// @dev Recovers a 65-byte (r, s, v) signature read straight from calldata. OpenZeppelin's
+    /// ECDSA rejects high-s (malleable) signatures and reports a zero signer as invalid.
+    function _recover(bytes32 digest, bytes calldata signature) internal pure returns (address signer) {
+        if (signature.length != 65) revert InvalidSignature();
+        bytes32 r = bytes32(signature[0:32]);
+        bytes32 sValue = bytes32(signature[32:64]);
+        uint8 v = uint8(signature[64]);
+        ECDSA.RecoverError err;
+        (signer, err,) = ECDSA.tryRecover(digest, v, r, sValue);
+        if (err == ECDSA.RecoverError.InvalidSignatureS) revert MalleableSignature(sValue);
+        if (err != ECDSA.RecoverError.NoError) revert InvalidSignature();
+    }
+
+    /// @dev Records each verdict as the keeper's vote and applies the transitions it completes.
+    function _applyVerdicts(Context memory ctx, Service storage s, Attestation calldata a, uint256 keeperBit) internal {
+        uint32 version = ctx.version;
+        uint32 bit = uint32(keeperBit);
+        uint256 n = a.verdicts.length;
+        for (uint256 i; i < n; ++i) {
+            Verdict calldata v = a.verdicts[i];
+            uint16 index = v.endpoint;
+            if (index >= ctx.state.endpointCount) revert UnknownEndpoint(ctx.serviceId, index);
+            EndpointSlot memory e = s.endpoints[index];
+            // A keeper's report may lag behind governance: verdicts on retired endpoints are ignored.
+            if (e.status == EndpointStatus.Retired) continue;
+            if (e.voteVersion != version) {
+                e.voteVersion = version;
+                e.downVotes = 0;
+                e.upVotes = 0;
+            }
+            if (v.healthy) {
+                e.downVotes &= ~bit;
+                e.latencyMs = v.latencyMs;
+                // Hysteresis: healthy votes on a cooling-down endpoint do not count.
+                bool coolingDown = e.status == EndpointStatus.Demoted && block.timestamp < e.cooldownUntil;
+                if (e.status != EndpointStatus.Active && !coolingDown) e.upVotes |= bit;
+            } else {
+                e.downVotes |= bit;
+                e.upVotes &= ~bit;
+            }
+            _evaluate(ctx, s, index, e);
+            s.endpoints[index] = e;
+        }
+    }
+
+    /* INTERNAL: transitions */
+
+    /// @dev Applies the transition (if any) that the endpoint's current votes complete.
+    function _evaluate(Context memory ctx, Service storage s, uint16 index, EndpointSlot memory e) internal {
+        uint64 bit = uint64(1) << index;
+        if (e.status == EndpointStatus.Active) {
+            if (_isQuorum(ctx, e.downVotes)) {
+                _demote(ctx, s, index, e);
+            } else if (ctx.state.degraded & bit != 0) {
+                ctx.state.degraded &= ~bit;
+            }
+        } else if (e.status == EndpointStatus.Standby) {
+            bool ready = ctx.state.ready & bit != 0;
+            if (!ready && _isQuorum(ctx, e.upVotes)) {
+                ctx.state.ready |= bit;
+                emit EndpointReadinessChanged(ctx.serviceId, index, true);
+            } else if (ready && _isQuorum(ctx, e.downVotes)) {
+                ctx.state.ready &= ~bit;
+                emit EndpointReadinessChanged(ctx.serviceId, index, false);
+            }
+        } else if (e.status == EndpointStatus.Demoted) {
+            if (block.timestamp >= e.cooldownUntil && _isQuorum(ctx, e.upVotes)) {
+                e.status = EndpointStatus.Standby;
+                ctx.state.ready |= bit;
+                emit EndpointStatusChanged(ctx.serviceId, index, EndpointStatus.Demoted, EndpointStatus.Standby);
+                emit EndpointReadinessChanged(ctx.serviceId, index, true);
+            }
+        }
+    }
+
+    /// @dev Demotes an active endpoint a quorum judged unhealthy, replacing it with the best ready
+    /// standby, unless a safety rail defers it (then it stays, flagged degraded).
+    function _demote(Context memory ctx, Service storage s, uint16 index, EndpointSlot memory e) internal {
+        uint64 bit = uint64(1) << index;
+        _loadRoutes(ctx, s);
+        if (_isFrozen(ctx)) return _defer(ctx, index, DeferReason.Frozen);
+        if (block.timestamp >= uint256(ctx.routes.windowStart) + ctx.config.demotionWindow) {
+            ctx.routes.windowStart = uint40(block.timestamp);
+            ctx.routes.windowDemotions = 0;
+        }
+        if (ctx.routes.windowDemotions >= ctx.config.maxDemotions) return _defer(ctx, index, DeferReason.BlastRadius);
+        (bool found, uint16 replacement) = _bestStandby(ctx, s, bit);
+        if (!found && ctx.state.activeCount <= ctx.config.floor) return _defer(ctx, index, DeferReason.Floor);
+
+        e.status = EndpointStatus.Demoted;
+        e.cooldownUntil = uint40(block.timestamp + ctx.config.cooldown);
+        e.downVotes = 0;
+        e.upVotes = 0;
+        ctx.routes.active &= ~bit;
+        ctx.state.degraded &= ~bit;
+        // Cannot underflow: the endpoint was active. Cannot overflow: bounded by maxDemotions.
+        unchecked {
+            --ctx.state.activeCount;
+            ++ctx.routes.windowDemotions;
+        }
+        ctx.setChanged = true;
+        emit EndpointStatusChanged(ctx.serviceId, index, EndpointStatus.Active, EndpointStatus.Demoted);
+        if (found) _promote(ctx, s, replacement);
+    }
+
+    function _defer(Context memory ctx, uint16 index, DeferReason reason) internal {
+        uint64 bit = uint64(1) << index;
+        // The alarm fires once per episode, not on every re-submission.
+        if (ctx.state.degraded & bit != 0) return;
+        ctx.state.degraded |= bit;
+        emit DemotionDeferred(ctx.serviceId, index, reason);
+    }
+
+    function _promote(Context memory ctx, Service storage s, uint16 index) internal {
+        uint64 bit = uint64(1) << index;
+        _loadRoutes(ctx, s);
+        EndpointSlot storage e = s.endpoints[index];
+        e.status = EndpointStatus.Active;
+        e.downVotes = 0;
+        e.upVotes = 0;
+        ctx.state.ready &= ~bit;
+        ctx.routes.active |= bit;
+        // Cannot overflow: at most MAX_ENDPOINTS are active.
+        unchecked {
+            ++ctx.state.activeCount;
+        }
+        ctx.setChanged = true;
+        emit EndpointStatusChanged(ctx.serviceId, index, EndpointStatus.Standby, EndpointStatus.Active);
+    }
+
+    /// @dev After the votes: fill the set up to its target, then replace degraded routes.
+    /// Both loops are bounded by MAX_ENDPOINTS and do nothing (no storage read) in the common case.
+    function _rebalance(Context memory ctx, Service storage s) internal {
+        bool fill = ctx.state.activeCount < ctx.config.targetActive && ctx.state.ready != 0;
+        bool replace = ctx.state.degraded != 0 && (ctx.state.ready != 0 || ctx.state.activeCount > ctx.config.floor);
+        if (!fill && !replace) return;
+        _loadRoutes(ctx, s);
+        if (_isFrozen(ctx)) return;
+        while (ctx.state.activeCount < ctx.config.targetActive && ctx.state.ready != 0) {
+            (bool found, uint16 next) = _bestStandby(ctx, s, 0);
+            if (!found) break;
+            _promote(ctx, s, next);
+        }
+        // Degraded routes are replaced as soon as a rail allows it; a demotion deferred again
+        // keeps its flag and does not re-fire the alarm.
+        uint256 degraded = ctx.state.degraded;
+        while (degraded != 0) {
+            uint16 index = uint16(degraded.lowest());
+            degraded &= degraded - 1;
+            EndpointSlot memory e = s.endpoints[index];
+            // A keeper-set rotation voids the votes that made it degraded.
+            if (e.voteVersion != ctx.version || !_isQuorum(ctx, e.downVotes)) {
+                ctx.state.degraded &= ~(uint64(1) << index);
+                continue;
+            }
+            _demote(ctx, s, index, e);
+            if (e.status == EndpointStatus.Demoted) s.endpoints[index] = e;
+        }
+    }
+
+    /// @dev Picks the ready standby to promote: one whose region no remaining active route covers
+    /// first, then the lowest attested latency, then the lowest index.
+    /// @param leaving An active endpoint about to leave (its region counts as uncovered).
+    function _bestStandby(Context memory ctx, Service storage s, uint64 leaving)
+        internal
+        returns (bool found, uint16 best)
+    {
+        _loadRoutes(ctx, s);
+        uint256 candidates = ctx.state.ready;
+        if (candidates == 0) return (false, 0);
+
+        uint256 covered;
+        uint256 staying = ctx.routes.active & ~leaving;
+        while (staying != 0) {
+            covered |= uint256(1) << s.endpoints[staying.lowest()].regionId;
+            staying &= staying - 1;
+        }
+
+        bool bestUncovered;
+        uint32 bestLatency;
+        while (candidates != 0) {
+            uint16 index = uint16(candidates.lowest());
+            candidates &= candidates - 1;
+            EndpointSlot storage e = s.endpoints[index];
+            bool uncovered = covered & (uint256(1) << e.regionId) == 0;
+            uint32 latency = e.latencyMs;
+            if (!found || (uncovered && !bestUncovered) || (uncovered == bestUncovered && latency < bestLatency)) {
+                (found, best, bestUncovered, bestLatency) = (true, index, uncovered, latency);
+            }
+        }
+    }
+
+    /// @dev Writes the working copy back; bumps the epoch and emits the new set if it changed.
+    function _commit(Context memory ctx, Service storage s) internal {
+        if (ctx.setChanged) {
+            // Cannot overflow in practice: one bump per route-set change.
+            unchecked {
+                ++ctx.state.epoch;
+            }
+            emit RouteSetChanged(ctx.serviceId, ctx.state.epoch, uint256(ctx.routes.active).indices());
+        }
+        s.state = ctx.state;
+        if (ctx.routesLoaded) s.routes = ctx.routes;
+    }
+
+    function _isFrozen(Context memory ctx) internal view returns (bool) {
+        return block.timestamp < ctx.routes.frozenUntil;
+    }
+
+    /// @dev Enough distinct keepers, spanning enough distinct vantages.
+    function _isQuorum(Context memory ctx, uint32 votes) internal view returns (bool) {
+        if (uint256(votes).count() < ctx.config.quorum) return false;
+        if (ctx.config.minVantages <= 1) return true;
+        uint256 vantageIds = _keeperSet.vantageIds;
+        uint256 vantages;
+        uint256 remaining = votes;
+        while (remaining != 0) {
+            uint256 keeper = remaining.lowest();
+            remaining &= remaining - 1;
+            vantages |= uint256(1) << ((vantageIds >> (4 * keeper)) & 0xf);
+        }
+        return vantages.count() >= ctx.config.minVantages;
+    }
+
+    /* INTERNAL: helpers */
+
+    function _existing(bytes32 serviceId) internal view returns (Service storage s) {
+        s = _services[serviceId];
+        if (s.config.quorum == 0) revert UnknownService(serviceId);
+    }
+
+    function _validateConfig(ServiceConfig calldata c) internal view {
+        if (c.targetActive == 0 || c.targetActive > MAX_ENDPOINTS) {
+            revert InvalidConfig("targetActive", c.targetActive);
+        }
+        if (c.floor == 0 || c.floor > c.targetActive) revert InvalidConfig("floor", c.floor);
+        if (c.minRegions > c.targetActive) revert InvalidConfig("minRegions", c.minRegions);
+        if (c.quorum < MIN_QUORUM || c.quorum > _keeperSet.count) revert InvalidConfig("quorum", c.quorum);
+        if (c.minVantages > c.quorum) revert InvalidConfig("minVantages", c.minVantages);
+        if (c.maxDemotions == 0) revert InvalidConfig("maxDemotions", 0);
+        if (c.demotionWindow == 0) revert InvalidConfig("demotionWindow", 0);
+        if (c.attestationTtl == 0) revert InvalidConfig("attestationTtl", 0);
+    }
+}

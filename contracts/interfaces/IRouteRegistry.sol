@@ -1,0 +1,197 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {Attestation} from "../types/Attestation.sol";
+import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, ServiceView} from "../types/Service.sol";
+
+/// @title IRouteRegistry: the on-chain spec of Lifeline
+/// @notice Holds, per service, its endpoints and the health votes of independent keepers, and
+/// reconfigures the authorised route set by itself when a keeper quorum agrees.
+///
+/// Two powers, kept apart:
+/// - MEMBERSHIP (which endpoints MAY serve) is governance: services, endpoints, the keeper set.
+///   Governance cannot set health: an endpoint it adds starts as a Standby that is not ready.
+/// - HEALTH (which endpoints DO serve now) is the keepers' quorum, through signed attestations.
+///   No single key can flip the route set (quorum >= 2).
+///
+/// Endpoint lifecycle (per service, indices are stable):
+///
+///     addEndpoint --> Standby --(healthy quorum: ready)--> promoted --> Active
+///                        ^                                               |
+///                        |                          (unhealthy quorum)   v
+///                        +--(cooldown elapsed + healthy quorum)----- Demoted
+///     retireEndpoint (governance, not while Active) --> Retired (final)
+///
+/// Votes are bitmaps of keeper indices stored per endpoint; a keeper's vote stands until it
+/// changes it, the endpoint changes state, or the keeper set is rotated (config version bump).
+/// A transaction that changes the active set bumps the service's epoch once and emits one
+/// `RouteSetChanged` carrying the new set.
+///
+/// Safety rails: the active count never drops below `floor` (a failing route with no
+/// replacement stays, flagged degraded, and `DemotionDeferred` fires as an alarm); at most
+/// `maxDemotions` per `demotionWindow`; a guardian may freeze keeper-driven changes of a service
+/// for a bounded time, and the freeze expires by itself.
+///
+/// Reentrancy: the registry makes no external calls (the only call is the ecrecover precompile,
+/// a staticcall), holds no ether and no tokens, so there is nothing to re-enter.
+interface IRouteRegistry {
+    /* ERRORS */
+
+    /// @notice The service does not exist.
+    error UnknownService(bytes32 serviceId);
+    /// @notice `createService` for an id that already exists.
+    error ServiceExists(bytes32 serviceId);
+    /// @notice The endpoint index is not registered in the service.
+    error UnknownEndpoint(bytes32 serviceId, uint256 endpoint);
+    /// @notice The service already holds `MAX_ENDPOINTS` endpoints.
+    error TooManyEndpoints(bytes32 serviceId);
+    /// @notice Governance tried to retire an endpoint that is serving; keepers must demote it first.
+    error EndpointIsActive(bytes32 serviceId, uint256 endpoint);
+    /// @notice The endpoint is already retired.
+    error EndpointIsRetired(bytes32 serviceId, uint256 endpoint);
+    /// @notice A service config field is out of range; `field` names it.
+    error InvalidConfig(string field, uint256 value);
+    /// @notice A keeper-set argument is invalid; `field` names it.
+    error InvalidKeeperSet(string field, uint256 value);
+    /// @notice The attestation's deadline has passed.
+    error AttestationExpired(uint64 deadline, uint256 nowTs);
+    /// @notice The attestation's deadline is further away than the service's `attestationTtl`.
+    error DeadlineTooFar(uint64 deadline, uint256 maxDeadline);
+    /// @notice Signed under another keeper-set version (e.g. the signer was rotated out).
+    error WrongConfigVersion(uint32 signed, uint32 current);
+    /// @notice Signed against another topology epoch than the service's current one.
+    error WrongEpoch(uint32 signed, uint32 current);
+    /// @notice The signature is malformed or recovers to no address.
+    error InvalidSignature();
+    /// @notice The signature's s value is in the upper half of the curve order (malleable copy).
+    error MalleableSignature(bytes32 s);
+    /// @notice The recovered signer is not in the current keeper set.
+    error NotKeeper(address signer);
+    /// @notice The keeper already had an attestation with this or a higher nonce accepted (replay).
+    error NonceTooLow(address keeper, uint64 nonce, uint64 lastNonce);
+    /// @notice The same keeper signed twice in one batch.
+    error DuplicateKeeper(address keeper);
+    /// @notice A batch with no attestations or mismatched lengths.
+    error InvalidBatch(uint256 attestations, uint256 signatures);
+    /// @notice A batch mixing services.
+    error MixedServices(bytes32 first, bytes32 other);
+    /// @notice A freeze longer than `MAX_FREEZE`.
+    error FreezeTooLong(uint256 duration, uint256 max);
+
+    /* EVENTS */
+
+    /// @notice A service was created.
+    event ServiceCreated(bytes32 indexed serviceId, string name, ServiceConfig config);
+    /// @notice A service's config was changed by governance.
+    event ServiceConfigured(bytes32 indexed serviceId, ServiceConfig config);
+    /// @notice An endpoint was added (as a Standby, not ready).
+    event EndpointAdded(
+        bytes32 indexed serviceId, uint16 indexed endpoint, string url, string region, string provider, address operator
+    );
+    /// @notice An endpoint's URL, provider or operator was changed by governance.
+    event EndpointUpdated(
+        bytes32 indexed serviceId, uint16 indexed endpoint, string url, string provider, address operator
+    );
+    /// @notice An endpoint was retired by governance.
+    event EndpointRetired(bytes32 indexed serviceId, uint16 indexed endpoint);
+    /// @notice The keeper set was replaced; every vote cast under an older version is void.
+    event KeeperSetUpdated(uint32 indexed configVersion, address[] signers, bytes32[] vantages);
+    /// @notice An endpoint moved from one state to another by keeper quorum.
+    event EndpointStatusChanged(
+        bytes32 indexed serviceId, uint16 indexed endpoint, EndpointStatus from, EndpointStatus to
+    );
+    /// @notice A standby (or cooled-down demoted endpoint) gained (`ready`) or lost a healthy quorum.
+    event EndpointReadinessChanged(bytes32 indexed serviceId, uint16 indexed endpoint, bool ready);
+    /// @notice The authorised route set changed: the one event clients follow.
+    event RouteSetChanged(bytes32 indexed serviceId, uint32 indexed epoch, uint16[] routes);
+    /// @notice Alarm: a quorum judged an active endpoint unhealthy but it stays (degraded).
+    event DemotionDeferred(bytes32 indexed serviceId, uint16 indexed endpoint, DeferReason reason);
+    /// @notice The guardian froze keeper-driven changes of a service until `until`.
+    event Frozen(bytes32 indexed serviceId, uint64 until);
+    /// @notice A freeze was lifted before it expired.
+    event Unfrozen(bytes32 indexed serviceId);
+
+    /* GOVERNANCE (membership) */
+
+    /// @notice Creates a service. Requires the governor role.
+    /// @param serviceId Usually `keccak256(bytes(name))`, e.g. of "eth-mainnet/rpc".
+    /// @param name Human-readable name, emitted only.
+    function createService(bytes32 serviceId, string calldata name, ServiceConfig calldata config) external;
+
+    /// @notice Replaces a service's config. Takes effect on the next attestation; never
+    /// demotes by itself. Requires the governor role.
+    function configureService(bytes32 serviceId, ServiceConfig calldata config) external;
+
+    /// @notice Adds an endpoint as a Standby that is not ready: only a keeper quorum can make it serve.
+    /// Requires the governor role.
+    /// @return endpoint The new endpoint's index within the service.
+    function addEndpoint(
+        bytes32 serviceId,
+        string calldata url,
+        string calldata region,
+        string calldata provider,
+        address operator
+    ) external returns (uint16 endpoint);
+
+    /// @notice Changes an endpoint's URL, provider and operator (not its region, which drives
+    /// diversity). Requires the governor role.
+    function updateEndpoint(
+        bytes32 serviceId,
+        uint16 endpoint,
+        string calldata url,
+        string calldata provider,
+        address operator
+    ) external;
+
+    /// @notice Retires a non-active endpoint for good. Requires the governor role.
+    function retireEndpoint(bytes32 serviceId, uint16 endpoint) external;
+
+    /// @notice Replaces the keeper set and bumps the config version, voiding every vote and
+    /// signature made under the previous one. Requires the governor role.
+    /// @param signers Keeper addresses, at most `MAX_KEEPERS`, no duplicates, no zero address.
+    /// @param vantages Each keeper's vantage tag (e.g. its region), same length as `signers`.
+    function setKeepers(address[] calldata signers, bytes32[] calldata vantages) external;
+
+    /// @notice Freezes keeper-driven changes of the active set of a service for `duration`
+    /// seconds (at most `MAX_FREEZE`); votes and liveness are still recorded. Requires the guardian role.
+    function freeze(bytes32 serviceId, uint64 duration) external;
+
+    /// @notice Lifts a freeze early. Requires the guardian role.
+    function unfreeze(bytes32 serviceId) external;
+
+    /* KEEPERS (health) */
+
+    /// @notice Records one keeper's attestation and applies any transition its votes complete.
+    /// Anyone may relay it. Checks, in order: deadline (not past, not beyond `attestationTtl`),
+    /// service, epoch, signature (65 bytes, non-malleable, non-zero signer), keeper membership,
+    /// config version, nonce. Accepting it refreshes the service's liveness (`lastAttestedAt`).
+    /// Emits no event of its own (the calldata is the record); transitions emit theirs.
+    function attest(Attestation calldata attestation, bytes calldata signature) external;
+
+    /// @notice As `attest` for several keepers' attestations of the same service in one call;
+    /// the set changes at most once (one epoch bump, one event).
+    function attestBatch(Attestation[] calldata attestations, bytes[] calldata signatures) external;
+
+    /* VIEWS */
+
+    /// @notice The authorised route set of a service, with its epoch and staleness, in one call.
+    function authorisedRoutes(bytes32 serviceId) external view returns (RouteSet memory);
+
+    /// @notice Config and live state of a service.
+    function service(bytes32 serviceId) external view returns (ServiceView memory);
+
+    /// @notice Every service id, in creation order.
+    function serviceIds() external view returns (bytes32[] memory);
+
+    /// @notice Full state of one endpoint.
+    function endpoint(bytes32 serviceId, uint16 endpoint) external view returns (EndpointView memory);
+
+    /// @notice The current keeper set and its config version.
+    function keepers() external view returns (uint32 configVersion, address[] memory signers, bytes32[] memory vantages);
+
+    /// @notice A keeper's last accepted nonce and whether it is in the current set.
+    function keeperState(address keeper) external view returns (bool active, uint8 index, uint64 lastNonce);
+
+    /// @notice The EIP-712 digest a keeper signs for `attestation` on this registry.
+    function attestationDigest(Attestation calldata attestation) external view returns (bytes32);
+}

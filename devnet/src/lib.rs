@@ -1,0 +1,66 @@
+//! # lifeline-devnet
+//!
+//! The local devnet harness behind `lifeline devnet` (what `make demo` runs) and the end-to-end
+//! tests: a real anvil chain on 127.0.0.1 and the registry deployed and configured by the
+//! project's own Foundry scripts (`script/Deploy.s.sol`, `script/Configure.s.sol`).
+//!
+//! ```text
+//!  Toolchain (node_modules: anvil, forge, cast)
+//!     |
+//!     v
+//!  Devnet::start --spawn--> anvil (127.0.0.1, free port, killed on drop)
+//!     |--forge script Deploy.s.sol--> RouteRegistry      (keys passed by environment only)
+//!     '--forge script Configure.s.sol (config JSON)--> keepers, services, endpoints
+//! ```
+
+pub mod toolchain;
+
+mod chain;
+
+pub use chain::{Devnet, DevnetOptions};
+pub use toolchain::Toolchain;
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What can go wrong bringing a devnet up.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A tool installed by `npm ci` is missing.
+    #[error("{tool} not found at {path}: run `make demo` or `npm ci` in the repository root first")]
+    ToolMissing {
+        /// The tool's name.
+        tool: &'static str,
+        /// Where it was looked for.
+        path: std::path::PathBuf,
+    },
+    /// anvil did not start.
+    #[error("starting anvil: {0}")]
+    Anvil(#[from] alloy::node_bindings::NodeError),
+    /// A Foundry script failed; `output` is the end of what it printed.
+    #[error("`forge script {script}` failed ({status}):\n{output}")]
+    Script {
+        /// The script path.
+        script: String,
+        /// Its exit status.
+        status: std::process::ExitStatus,
+        /// The tail of its stdout and stderr.
+        output: String,
+    },
+    /// A file could not be read or written.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The deployment record is not what the deploy script writes.
+    #[error("deployment record {path}: {reason}")]
+    Deployment {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+}

@@ -1,0 +1,4 @@
+//! One module per subcommand, each an `XxxArgs` with `async fn run(self)`.
+
+pub mod devnet;
+pub mod routes;

@@ -1,0 +1,1 @@
+//! End-to-end tests of Lifeline live in `tests/it/`; this crate has no library code.
