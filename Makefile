@@ -9,7 +9,7 @@ FOUNDRY_BIN := $(CURDIR)/node_modules/.bin
 export PATH := $(FOUNDRY_BIN):$(PATH)
 NPM_STAMP := node_modules/.lifeline-installed
 
-.PHONY: help demo test deps test-solidity test-rust gas bindings bindings-check fmt clean
+.PHONY: help demo test deps test-solidity test-rust gas bench bindings fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -17,7 +17,10 @@ help: ## List the targets
 demo: deps ## Start a local devnet: anvil + the registry deployed and configured by the Foundry scripts
 	cargo run -q -p lifeline-keeper -- devnet
 
-test: deps test-solidity test-rust ## Everything CI runs: formatting, lints, Solidity and Rust tests, drift checks
+test: deps ## Everything CI runs: formatting, lints, Solidity and Rust tests, drift checks
+	@mkdir -p target
+	@$(MAKE) --no-print-directory test-solidity test-rust 2>&1 | tee target/test.log
+	@tools/test-summary target/test.log
 
 deps: $(NPM_STAMP) ## Install the npm toolchain (only when package-lock.json changed)
 
@@ -48,6 +51,9 @@ test-rust: deps
 
 gas: deps ## Regenerate snapshots/GasTest.json (whole-transaction gas, cold storage)
 	FOUNDRY_PROFILE=gas forge test
+
+bench: deps ## Benchmarks (release build); machine-readable results under target/bench/
+	cargo bench -p lifeline-bindings --bench transport
 
 bindings: deps ## Regenerate bindings/artifacts from contracts/ (foundry-compilers + tools/solc)
 	cargo run -q -p lifeline-codegen

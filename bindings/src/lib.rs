@@ -9,6 +9,10 @@
 //!   one Rust definition of the report type, proven equal to the contract's digest by a test.
 //! - [`client`]: [`RegistryClient`](client::RegistryClient) reads a service's authorised
 //!   [`RouteSet`](client::RouteSet) and each endpoint's state.
+//! - [`watch`]: [`RouteSetWatcher`](watch::RouteSetWatcher) follows a service's set (events,
+//!   polling fallback, never back to a lower epoch).
+//! - [`transport`]: [`FailoverTransport`](transport::FailoverTransport), an alloy transport that
+//!   sends each request to the best authorised route and fails over within the call.
 //! - [`error`]: errors, with registry reverts decoded into readable custom errors.
 //!
 //! ```text
@@ -20,11 +24,15 @@ pub mod attestation;
 pub mod client;
 pub mod error;
 pub mod registry;
+pub mod transport;
+pub mod watch;
 
 pub use attestation::{Attestation, Verdict};
 pub use client::{EndpointState, RegistryClient, Route, RouteSet};
 pub use error::{Error, Result};
 pub use registry::RouteRegistry;
+pub use transport::{FailoverConfig, FailoverTransport};
+pub use watch::{RouteSetWatcher, WatchConfig};
 
 /// A service id from its name: `keccak256(name)`, as the configure script derives it.
 pub fn service_id(name: &str) -> alloy::primitives::B256 {

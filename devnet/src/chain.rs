@@ -6,37 +6,68 @@ use std::{
 };
 
 use alloy::{
+    network::EthereumWallet,
     node_bindings::{Anvil, AnvilInstance},
-    primitives::Address,
+    primitives::{Address, B256, TxHash},
+    providers::{Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
+use lifeline_bindings::{Attestation, RouteRegistry, Verdict, attestation, service_id};
 use tokio::process::Command;
 use tracing::info;
 
-use crate::{Error, Result, Toolchain};
+use crate::{Error, FaultProxy, Result, Toolchain};
+
+/// Regions of the devnet's endpoints, in order (two in eu-west, so diversity matters).
+const REGIONS: [&str; 4] = ["eu-west", "us-east", "ap-south", "eu-west"];
+/// Vantages of the devnet's keepers, in order.
+const VANTAGES: [&str; 3] = ["eu-west", "us-east", "ap-south"];
 
 /// How to bring the devnet up.
 #[derive(Debug, Clone)]
 pub struct DevnetOptions {
     /// Seconds between blocks; `None` mines a block per transaction.
     pub block_time: Option<f64>,
-    /// The configuration applied by `script/Configure.s.sol`, relative to the repository root or
-    /// absolute (it must lie inside the repository: forge only reads files it is allowed to).
-    pub config: PathBuf,
+    /// Fault-injecting proxies in front of anvil, registered as the service's endpoints.
+    pub endpoints: usize,
+    /// Keepers registered (anvil accounts 1..=keepers).
+    pub keepers: usize,
+    /// The service's quorum.
+    pub quorum: u8,
+    /// Active routes the service aims for.
+    pub target_active: u8,
+    /// Seconds a demoted endpoint cools down.
+    pub cooldown: u32,
+    /// Apply this configuration file instead of generating one (no proxies are started). It
+    /// must lie inside the repository: forge only reads files it is allowed to.
+    pub config: Option<PathBuf>,
 }
 
 impl Default for DevnetOptions {
     fn default() -> Self {
-        Self { block_time: None, config: PathBuf::from("config/example.json") }
+        Self {
+            block_time: None,
+            endpoints: 4,
+            keepers: 3,
+            quorum: 2,
+            target_active: 2,
+            cooldown: 30,
+            config: None,
+        }
     }
 }
 
-/// A running devnet. Dropping it kills anvil.
+/// The service every generated devnet configures.
+pub const DEVNET_SERVICE: &str = "eth-devnet/rpc";
+
+/// A running devnet. Dropping it stops the proxies and kills anvil.
 #[derive(Debug)]
 pub struct Devnet {
     anvil: AnvilInstance,
     registry: Address,
     deploy_block: u64,
+    proxies: Vec<FaultProxy>,
+    keepers: usize,
 }
 
 impl Devnet {
@@ -61,9 +92,69 @@ impl Devnet {
         let (registry, deploy_block) = read_deployment(&record)?;
         info!(target: "devnet", %registry, "registry deployed");
 
-        let devnet = Self { anvil, registry, deploy_block };
-        devnet.configure(toolchain, &options.config).await?;
+        let mut devnet =
+            Self { anvil, registry, deploy_block, proxies: Vec::new(), keepers: options.keepers };
+        let config = match &options.config {
+            Some(config) => config.clone(),
+            None => {
+                for _ in 0..options.endpoints {
+                    devnet.proxies.push(FaultProxy::start(rpc_url.clone()).await?);
+                }
+                let path = deployments.join("config.json");
+                let json = devnet.generated_config(options);
+                std::fs::write(toolchain.root().join(&path), json).map_err(|source| Error::Io {
+                    context: format!("writing {}", path.display()),
+                    source,
+                })?;
+                path
+            }
+        };
+        devnet.configure(toolchain, &config).await?;
         Ok(devnet)
+    }
+
+    fn generated_config(&self, options: &DevnetOptions) -> String {
+        let keepers: Vec<_> = (1..=options.keepers)
+            .map(|i| {
+                serde_json::json!({
+                    "address": self.account(i).address().to_string(),
+                    "vantage": VANTAGES[(i - 1) % VANTAGES.len()],
+                })
+            })
+            .collect();
+        let endpoints: Vec<_> = self
+            .proxies
+            .iter()
+            .enumerate()
+            .map(|(i, proxy)| {
+                serde_json::json!({
+                    "url": proxy.url(),
+                    "region": REGIONS[i % REGIONS.len()],
+                    "provider": format!("node-{}", (b'a' + i as u8) as char),
+                    "operator": self.account(9).address().to_string(),
+                })
+            })
+            .collect();
+        let config = serde_json::json!({
+            "keepers": keepers,
+            "services": [{
+                "name": DEVNET_SERVICE,
+                "config": {
+                    "chainId": self.chain_id(),
+                    "targetActive": options.target_active,
+                    "floor": 1,
+                    "minRegions": 2,
+                    "quorum": options.quorum,
+                    "minVantages": 0,
+                    "maxDemotions": 3,
+                    "demotionWindow": 600,
+                    "cooldown": options.cooldown,
+                    "attestationTtl": 120,
+                },
+                "endpoints": endpoints,
+            }],
+        });
+        serde_json::to_string_pretty(&config).unwrap_or_default()
     }
 
     /// Applies a configuration file with `script/Configure.s.sol` (idempotent: re-running it
@@ -99,10 +190,81 @@ impl Devnet {
         self.deploy_block
     }
 
-    /// anvil's funded dev account `index` (0 deploys and governs; the example config's keepers
-    /// are 1, 2 and 3). These are anvil's public test keys, for the devnet only.
+    /// anvil's funded dev account `index` (0 deploys and governs; keepers are 1..=keepers).
+    /// These are anvil's public test keys, for the devnet only.
     pub fn account(&self, index: usize) -> PrivateKeySigner {
         self.anvil.keys()[index].clone().into()
+    }
+
+    /// The fault-injecting proxies, one per endpoint, in endpoint-index order.
+    pub fn proxies(&self) -> &[FaultProxy] {
+        &self.proxies
+    }
+
+    /// The id of the generated service ([`DEVNET_SERVICE`]).
+    pub fn service_id(&self) -> B256 {
+        service_id(DEVNET_SERVICE)
+    }
+
+    /// Keeper `keeper` (1-based: anvil account `keeper`) signs and submits an attestation of
+    /// `verdicts` about the devnet service, at the current epoch and config version, with the
+    /// next nonce; returns the transaction hash once mined.
+    pub async fn attest(&self, keeper: usize, verdicts: Vec<Verdict>) -> Result<TxHash> {
+        debug_assert!((1..=self.keepers).contains(&keeper), "keeper {keeper} not registered");
+        let signer = self.account(keeper);
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(signer.clone()))
+            .connect_http(self.rpc_url().parse().map_err(|e| Error::Chain(format!("{e}")))?);
+        let registry = RouteRegistry::new(self.registry, &provider);
+        let chain = |e: &dyn std::fmt::Display| Error::Chain(e.to_string());
+        let service = self.service_id();
+        let epoch = registry.service(service).call().await.map_err(|e| chain(&e))?.epoch;
+        let keeper_state =
+            registry.keeperState(signer.address()).call().await.map_err(|e| chain(&e))?;
+        let (version, _, _) =
+            registry.keepers().call().await.map(|k| (k._0, k._1, k._2)).map_err(|e| chain(&e))?;
+        let now = provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| chain(&e))?
+            .map(|b| b.header.timestamp)
+            .unwrap_or_default();
+        let report = Attestation {
+            service,
+            epoch,
+            configVersion: version,
+            nonce: keeper_state.lastNonce + 1,
+            deadline: now + 60,
+            verdicts,
+        };
+        let signature = attestation::sign(&signer, &report, self.chain_id(), self.registry)
+            .map_err(|e| chain(&e))?;
+        let receipt = registry
+            .attest(report, signature.into())
+            .send()
+            .await
+            .map_err(|e| chain(&lifeline_bindings::Error::from(e)))?
+            .get_receipt()
+            .await
+            .map_err(|e| chain(&e))?;
+        Ok(receipt.transaction_hash)
+    }
+
+    /// Has keepers 1 and 2 attest every endpoint healthy (lower index, lower latency), so the
+    /// set fills to its target: what the keeper agents do on a healthy network.
+    pub async fn bootstrap_routes(&self) -> Result<()> {
+        let verdicts: Vec<Verdict> = (0..self.proxies.len() as u16)
+            .map(|i| Verdict {
+                endpoint: i,
+                healthy: true,
+                latencyMs: 10 + u32::from(i),
+                headLag: 0,
+            })
+            .collect();
+        for keeper in 1..=2 {
+            self.attest(keeper, verdicts.clone()).await?;
+        }
+        Ok(())
     }
 }
 

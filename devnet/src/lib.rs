@@ -11,13 +11,18 @@
 //!  Devnet::start --spawn--> anvil (127.0.0.1, free port, killed on drop)
 //!     |--forge script Deploy.s.sol--> RouteRegistry      (keys passed by environment only)
 //!     '--forge script Configure.s.sol (config JSON)--> keepers, services, endpoints
+//!
+//!  FaultProxy (127.0.0.1, one per endpoint) --forward--> anvil
+//!     faults on command: down, hang, slow, HTTP 5xx/429, JSON-RPC error, garbage, oversized
 //! ```
 
+pub mod proxy;
 pub mod toolchain;
 
 mod chain;
 
-pub use chain::{Devnet, DevnetOptions};
+pub use chain::{DEVNET_SERVICE, Devnet, DevnetOptions};
+pub use proxy::{Fault, FaultProxy};
 pub use toolchain::Toolchain;
 
 /// Result alias of this crate.
@@ -55,6 +60,9 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
+    /// A call to the devnet chain failed.
+    #[error("devnet chain: {0}")]
+    Chain(String),
     /// The deployment record is not what the deploy script writes.
     #[error("deployment record {path}: {reason}")]
     Deployment {

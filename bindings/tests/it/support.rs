@@ -35,10 +35,15 @@ impl Chain {
         let admin = deployer.address();
         let provider = ProviderBuilder::new()
             .wallet(EthereumWallet::from(deployer))
-            .connect_http(anvil.endpoint_url())
+            .connect_http(format!("http://127.0.0.1:{}", anvil.port()).parse()?)
             .erased();
         let registry = RouteRegistry::deploy(provider.clone(), admin, admin).await?;
         Ok(Self { anvil, provider, registry: *registry.address() })
+    }
+
+    /// anvil's URL on 127.0.0.1 (never `localhost`, which could resolve elsewhere).
+    pub(crate) fn rpc_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.anvil.port())
     }
 
     pub(crate) fn chain_id(&self) -> u64 {

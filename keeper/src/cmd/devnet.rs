@@ -12,9 +12,10 @@ use lifeline_devnet::{Devnet, DevnetOptions, Toolchain};
 /// Arguments of `lifeline devnet`.
 #[derive(Debug, Args)]
 pub struct DevnetArgs {
-    /// Configuration applied by script/Configure.s.sol (keepers, services, endpoints).
-    #[arg(long, default_value = "config/example.json")]
-    config: PathBuf,
+    /// Apply this configuration (keepers, services, endpoints) instead of the generated one
+    /// (four fault-injecting endpoint proxies, three keepers).
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Seconds between blocks (default: one block per transaction).
     #[arg(long)]
     block_time: Option<f64>,
@@ -29,14 +30,20 @@ impl DevnetArgs {
         let started = Instant::now();
         let toolchain = Toolchain::locate()?;
         println!("starting anvil and deploying the registry with the Foundry scripts...");
-        let options = DevnetOptions { block_time: self.block_time, config: self.config.clone() };
+        let options = DevnetOptions {
+            block_time: self.block_time,
+            config: self.config.clone(),
+            ..Default::default()
+        };
         let devnet =
             Devnet::start(&toolchain, &options).await.wrap_err("bringing the devnet up")?;
 
         println!();
         println!("chain      {} (chain id {})", devnet.rpc_url(), devnet.chain_id());
         println!("registry   {}", devnet.registry());
-        println!("config     {}", self.config.display());
+        for (i, proxy) in devnet.proxies().iter().enumerate() {
+            println!("endpoint   {i}: {} (fault-injecting proxy in front of anvil)", proxy.url());
+        }
 
         let provider = ProviderBuilder::new().connect_http(devnet.rpc_url().parse()?);
         let client = RegistryClient::new(devnet.registry(), provider);

@@ -51,7 +51,7 @@ fn verdict(endpoint: u16, healthy: bool, latency_ms: u32) -> Verdict {
 #[tokio::test]
 async fn keeper_quorum_bootstraps_and_fails_over_the_scripted_registry() -> eyre::Result<()> {
     let toolchain = Toolchain::locate()?;
-    let devnet = Devnet::start(&toolchain, &DevnetOptions::default()).await?;
+    let devnet = Devnet::start(&toolchain, &example_config()).await?;
     // A relayer (account 9) submits; keepers (accounts 1-3) only sign.
     let relayer = ProviderBuilder::new()
         .wallet(EthereumWallet::from(devnet.account(9)))
@@ -90,4 +90,8 @@ async fn keeper_quorum_bootstraps_and_fails_over_the_scripted_registry() -> eyre
     assert_eq!(endpoints[0].status, Status::Demoted);
     assert!(endpoints[3].ready, "eu-west #2 stays a ready standby");
     Ok(())
+}
+
+fn example_config() -> DevnetOptions {
+    DevnetOptions { config: Some("config/example.json".into()), ..Default::default() }
 }

@@ -30,7 +30,7 @@ fn cast_call(
 #[tokio::test]
 async fn deploy_and_configure_scripts_broadcast_and_read_back_with_cast() -> eyre::Result<()> {
     let toolchain = Toolchain::locate()?;
-    let devnet = Devnet::start(&toolchain, &DevnetOptions::default()).await?;
+    let devnet = Devnet::start(&toolchain, &example_config()).await?;
 
     // The deployment record points at real code.
     let code = Command::new(toolchain.cast())
@@ -77,4 +77,8 @@ async fn deploy_and_configure_scripts_broadcast_and_read_back_with_cast() -> eyr
     );
     assert!(count.is_err(), "no endpoint added twice");
     Ok(())
+}
+
+fn example_config() -> DevnetOptions {
+    DevnetOptions { config: Some("config/example.json".into()), ..Default::default() }
 }

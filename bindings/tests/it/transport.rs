@@ -1,0 +1,200 @@
+//! The failover transport against a real anvil behind fault-injecting proxies the test controls.
+
+use std::time::{Duration, Instant};
+
+use alloy::{
+    network::{EthereumWallet, TransactionBuilder},
+    primitives::{Address, B256, U256},
+    providers::{Provider, ProviderBuilder},
+    rpc::{client::RpcClient, types::TransactionRequest},
+};
+use lifeline_bindings::{
+    FailoverConfig, FailoverTransport, RouteRegistry,
+    client::{Route, RouteSet},
+};
+use lifeline_devnet::{Fault, FaultProxy};
+
+use crate::support::Chain;
+
+/// anvil plus `n` proxies in front of it.
+async fn proxies(chain: &Chain, n: usize) -> eyre::Result<Vec<FaultProxy>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(FaultProxy::start(chain.rpc_url()).await?);
+    }
+    Ok(out)
+}
+
+fn route_set(epoch: u32, proxies: &[&FaultProxy]) -> RouteSet {
+    RouteSet {
+        epoch,
+        last_attested: 0,
+        stale: false,
+        routes: proxies
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Route {
+                id: i as u16,
+                url: p.url(),
+                region: "local".into(),
+                provider: "anvil".into(),
+                // Keeper-attested latency seeds the ranking: proxy 0 first.
+                latency_ms: 5 + i as u32,
+                degraded: false,
+            })
+            .collect(),
+    }
+}
+
+fn config() -> FailoverConfig {
+    FailoverConfig {
+        attempt_timeout: Duration::from_millis(500),
+        hedge_after: None,
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn killing_the_route_in_use_during_a_request_stream_fails_zero_requests() -> eyre::Result<()>
+{
+    let chain = Chain::start().await?;
+    let p = proxies(&chain, 3).await?;
+    let transport = FailoverTransport::new(config());
+    transport.apply(&route_set(1, &[&p[0], &p[1], &p[2]]));
+    let provider = ProviderBuilder::new().connect_client(RpcClient::new(transport.clone(), false));
+
+    let mut errors = 0;
+    for i in 0..300 {
+        match i {
+            50 => p[0].set(Fault::Down),
+            120 => p[1].set(Fault::Hang),
+            200 => p[0].set(Fault::Up),
+            _ => {}
+        }
+        if provider.get_block_number().await.is_err() {
+            errors += 1;
+        }
+    }
+    assert_eq!(errors, 0, "no request failed while a healthy route existed");
+    assert!(p[0].requests() > 50 && p[2].requests() > 0, "traffic moved to the survivors");
+    assert!(transport.stats().failovers >= 1, "{:?}", transport.stats());
+    p[1].set(Fault::Up); // release hung connections
+    Ok(())
+}
+
+#[tokio::test]
+async fn http_5xx_429_garbage_and_lagging_node_errors_fail_over() -> eyre::Result<()> {
+    let chain = Chain::start().await?;
+    let p = proxies(&chain, 2).await?;
+    let transport = FailoverTransport::new(config());
+    transport.apply(&route_set(1, &[&p[0], &p[1]]));
+    let provider = ProviderBuilder::new().connect_client(RpcClient::new(transport.clone(), false));
+
+    for fault in [
+        Fault::HttpStatus(503),
+        Fault::HttpStatus(500),
+        Fault::HttpStatus(429),
+        Fault::Garbage,
+        Fault::RpcError { code: -32000, message: "header not found".into() },
+        Fault::RpcError { code: -32000, message: "missing trie node abc".into() },
+    ] {
+        p[0].set(fault.clone());
+        let before = p[1].requests();
+        provider.get_block_number().await.map_err(|e| eyre::eyre!("{fault:?}: {e}"))?;
+        assert!(p[1].requests() > before, "{fault:?}: answered by the second route");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn reverts_are_returned_not_retried() -> eyre::Result<()> {
+    let chain = Chain::start().await?;
+    let p = proxies(&chain, 2).await?;
+    let transport = FailoverTransport::new(config());
+    transport.apply(&route_set(1, &[&p[0], &p[1]]));
+    let provider = ProviderBuilder::new().connect_client(RpcClient::new(transport.clone(), false));
+    let registry = RouteRegistry::new(chain.registry, &provider);
+
+    let err = registry.authorisedRoutes(B256::ZERO).call().await.expect_err("reverts");
+    let decoded = lifeline_bindings::Error::from(err);
+    assert!(
+        matches!(decoded.revert(), Some(RouteRegistry::RouteRegistryErrors::UnknownService(_))),
+        "{decoded}"
+    );
+    assert_eq!(p[1].requests(), 0, "a revert is an answer: the second route was never asked");
+    Ok(())
+}
+
+#[tokio::test]
+async fn all_routes_down_gives_one_error_naming_every_route() -> eyre::Result<()> {
+    let chain = Chain::start().await?;
+    let p = proxies(&chain, 3).await?;
+    let transport = FailoverTransport::new(config());
+    transport.apply(&route_set(1, &[&p[0], &p[1], &p[2]]));
+    p[0].set(Fault::Down);
+    p[1].set(Fault::HttpStatus(502));
+    p[2].set(Fault::Hang);
+    let provider = ProviderBuilder::new().connect_client(RpcClient::new(transport, false));
+
+    let err = provider.get_block_number().await.expect_err("nothing healthy").to_string();
+    for proxy in &p {
+        assert!(err.contains(&proxy.url()), "{} named in: {err}", proxy.url());
+    }
+    assert!(err.contains("HTTP 502") && err.contains("no answer within"), "{err}");
+    p[2].set(Fault::Up);
+    Ok(())
+}
+
+#[tokio::test]
+async fn slow_reads_are_hedged_to_the_next_route() -> eyre::Result<()> {
+    let chain = Chain::start().await?;
+    let p = proxies(&chain, 2).await?;
+    let transport = FailoverTransport::new(FailoverConfig {
+        attempt_timeout: Duration::from_secs(10),
+        hedge_after: Some(Duration::from_millis(50)),
+        ..Default::default()
+    });
+    transport.apply(&route_set(1, &[&p[0], &p[1]]));
+    p[0].set(Fault::Slow(Duration::from_secs(5)));
+    let provider = ProviderBuilder::new().connect_client(RpcClient::new(transport, false));
+
+    let started = Instant::now();
+    provider.get_block_number().await?;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "answered by the hedge, not the slow route"
+    );
+    assert_eq!((p[0].requests(), p[1].requests()), (1, 1), "both routes were asked");
+    Ok(())
+}
+
+#[tokio::test]
+async fn raw_transactions_go_to_every_route_and_land_once() -> eyre::Result<()> {
+    let chain = Chain::start().await?;
+    let p = proxies(&chain, 3).await?;
+    let transport = FailoverTransport::new(config());
+    transport.apply(&route_set(1, &[&p[0], &p[1], &p[2]]));
+    p[2].set(Fault::Down);
+    let sender: alloy::signers::local::PrivateKeySigner = chain.anvil.keys()[1].clone().into();
+    let from = sender.address();
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(sender))
+        .connect_client(RpcClient::new(transport, false));
+
+    let nonce = provider.get_transaction_count(from).await?;
+    let down_before = p[2].requests();
+    let tx =
+        TransactionRequest::default().with_to(Address::repeat_byte(0x77)).with_value(U256::from(1));
+    let receipt = provider.send_transaction(tx).await?.get_receipt().await?;
+    assert!(receipt.status());
+    assert_eq!(provider.get_transaction_count(from).await?, nonce + 1, "exactly one inclusion");
+    for (i, proxy) in p[..2].iter().enumerate() {
+        assert_eq!(
+            proxy.calls("eth_sendRawTransaction"),
+            1,
+            "route {i} was sent the transaction once"
+        );
+    }
+    assert!(p[2].requests() > down_before, "the down route was tried too (its connection dropped)");
+    Ok(())
+}
