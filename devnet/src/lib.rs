@@ -13,7 +13,8 @@
 //!     '--forge script Configure.s.sol (config JSON)--> keepers, services, endpoints
 //!
 //!  FaultProxy (127.0.0.1, one per endpoint) --forward--> anvil
-//!     faults on command: down, hang, slow, HTTP 5xx/429, JSON-RPC error, garbage, oversized
+//!     faults on command: down, hang, slow, HTTP 5xx/429, JSON-RPC error, garbage, oversized,
+//!     wrong chain id, lag, future head, stalled head, divergent hash, bad state proof
 //! ```
 
 pub mod proxy;
@@ -21,7 +22,7 @@ pub mod toolchain;
 
 mod chain;
 
-pub use chain::{DEVNET_SERVICE, Devnet, DevnetOptions};
+pub use chain::{DEVNET_SERVICE, Devnet, DevnetOptions, KeeperOptions, KeeperProcess};
 pub use proxy::{Fault, FaultProxy};
 pub use toolchain::Toolchain;
 

@@ -51,6 +51,33 @@ pub enum Fault {
     Garbage,
     /// Answer with a valid response padded to this many bytes.
     Oversized(usize),
+    /// Report a chain id other than the chain's.
+    WrongChainId(u64),
+    /// Report the head this many blocks behind the chain's.
+    Lag(u64),
+    /// Report the head this many blocks ahead (a fabricated future block).
+    FutureHead(u64),
+    /// Keep reporting the head seen when the fault was set (a stalled node).
+    StalledHead,
+    /// Report block hashes that differ from the chain's (a forked node).
+    DivergentHash,
+    /// Serve `eth_getProof` answers whose account proof does not verify.
+    BadProof,
+}
+
+impl Fault {
+    /// Faults that still forward, rewriting some answers.
+    fn rewrites(&self) -> bool {
+        matches!(
+            self,
+            Self::WrongChainId(_)
+                | Self::Lag(_)
+                | Self::FutureHead(_)
+                | Self::StalledHead
+                | Self::DivergentHash
+                | Self::BadProof
+        )
+    }
 }
 
 /// A running proxy. Dropping it stops the server.
@@ -58,6 +85,7 @@ pub enum Fault {
 pub struct FaultProxy {
     addr: SocketAddr,
     fault: Arc<Mutex<Fault>>,
+    stalled_at: Arc<Mutex<Option<u64>>>,
     requests: Arc<AtomicU64>,
     methods: Arc<Mutex<HashMap<String, u64>>>,
     shutdown: watch::Sender<bool>,
@@ -77,17 +105,19 @@ impl FaultProxy {
         let fault = Arc::new(Mutex::new(Fault::Up));
         let requests = Arc::new(AtomicU64::new(0));
         let methods = Arc::new(Mutex::new(HashMap::new()));
+        let stalled_at = Arc::new(Mutex::new(None));
         let (shutdown, stop) = watch::channel(false);
         let state = Arc::new(ProxyState {
             upstream,
             client: alloy::transports::http::reqwest::Client::new(),
             fault: fault.clone(),
+            stalled_at: stalled_at.clone(),
             requests: requests.clone(),
             methods: methods.clone(),
         });
         let task = tokio::spawn(serve(listener, state, stop));
         debug!(target: "devnet::proxy", %addr, "proxy started");
-        Ok(Self { addr, fault, requests, methods, shutdown, task })
+        Ok(Self { addr, fault, stalled_at, requests, methods, shutdown, task })
     }
 
     /// The proxy's URL, e.g. `http://127.0.0.1:40123`.
@@ -98,6 +128,7 @@ impl FaultProxy {
     /// Changes the behaviour for every later request (in-flight hangs are released by `Up`).
     pub fn set(&self, fault: Fault) {
         debug!(target: "devnet::proxy", addr = %self.addr, ?fault, "fault set");
+        *self.stalled_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
         *self.fault.lock().unwrap_or_else(|p| p.into_inner()) = fault;
     }
 
@@ -128,6 +159,7 @@ struct ProxyState {
     upstream: String,
     client: alloy::transports::http::reqwest::Client,
     fault: Arc<Mutex<Fault>>,
+    stalled_at: Arc<Mutex<Option<u64>>>,
     requests: Arc<AtomicU64>,
     methods: Arc<Mutex<HashMap<String, u64>>>,
 }
@@ -185,6 +217,12 @@ async fn handle(
         Err(_) => return Ok(status(StatusCode::PAYLOAD_TOO_LARGE)),
     };
     state.count_methods(&body);
+    if fault.rewrites() {
+        return Ok(match rewrite(&state, &fault, &body).await {
+            Some(json) => json_response(Bytes::from(json.to_string())),
+            None => forward(&state, body).await,
+        });
+    }
     match fault {
         Fault::Up => Ok(forward(&state, body).await),
         Fault::Down => Ok(status(StatusCode::SERVICE_UNAVAILABLE)),
@@ -217,7 +255,131 @@ async fn handle(
         }
         Fault::Garbage => Ok(json_response(Bytes::from_static(b"<html>bad gateway</html>"))),
         Fault::Oversized(size) => Ok(json_response(Bytes::from(vec![b' '; size]))),
+        // Handled by `rewrite` above.
+        _ => Ok(forward(&state, body).await),
     }
+}
+
+/// Answers a JSON-RPC request (single or batch) the way a misbehaving node would; `None`
+/// forwards it as is.
+async fn rewrite(state: &ProxyState, fault: &Fault, body: &[u8]) -> Option<serde_json::Value> {
+    let request: serde_json::Value = serde_json::from_slice(body).ok()?;
+    match request {
+        serde_json::Value::Array(calls) => {
+            let mut answers = Vec::with_capacity(calls.len());
+            for call in calls {
+                let answer = match rewrite_one(state, fault, &call).await {
+                    Some(answer) => answer,
+                    None => forward_one(state, &call).await?,
+                };
+                answers.push(answer);
+            }
+            Some(serde_json::Value::Array(answers))
+        }
+        single => rewrite_one(state, fault, &single).await,
+    }
+}
+
+/// Forwards one call and returns the node's whole response object.
+async fn forward_one(state: &ProxyState, call: &serde_json::Value) -> Option<serde_json::Value> {
+    let resp = state.client.post(&state.upstream).json(call).send().await.ok()?;
+    resp.json().await.ok()
+}
+
+async fn rewrite_one(
+    state: &ProxyState,
+    fault: &Fault,
+    request: &serde_json::Value,
+) -> Option<serde_json::Value> {
+    use serde_json::{Value, json};
+    let method = request.get("method")?.as_str()?.to_string();
+    let id = request.get("id").cloned().unwrap_or(Value::Null);
+    let params = request.get("params").cloned().unwrap_or(json!([]));
+    let reply = |result: Value| json!({ "jsonrpc": "2.0", "id": id.clone(), "result": result });
+
+    match (fault, method.as_str()) {
+        (Fault::WrongChainId(chain_id), "eth_chainId") => {
+            Some(reply(json!(format!("{chain_id:#x}"))))
+        }
+        (Fault::DivergentHash, "eth_getBlockByNumber" | "eth_getBlockByHash") => {
+            let mut answer = upstream(state, &method, params).await?;
+            fork_block(&mut answer);
+            Some(reply(answer))
+        }
+        (Fault::BadProof, "eth_getProof") => {
+            let mut answer = upstream(state, &method, params).await?;
+            if let Some(Value::String(node)) = answer
+                .get_mut("accountProof")
+                .and_then(|p| p.as_array_mut())
+                .and_then(|p| p.last_mut())
+            {
+                // Flip the last hex digit of the leaf: the proof no longer hashes to the root.
+                let flipped = match node.pop() {
+                    Some('0') => '1',
+                    _ => '0',
+                };
+                node.push(flipped);
+            }
+            Some(reply(answer))
+        }
+        (Fault::Lag(_) | Fault::FutureHead(_) | Fault::StalledHead, "eth_blockNumber") => {
+            let head = upstream_head(state).await?;
+            Some(reply(json!(format!("{:#x}", reported_head(state, fault, head)))))
+        }
+        (Fault::Lag(_) | Fault::FutureHead(_) | Fault::StalledHead, "eth_getBlockByNumber")
+            if params.get(0).and_then(Value::as_str) == Some("latest") =>
+        {
+            let head = upstream_head(state).await?;
+            let target = reported_head(state, fault, head);
+            let full = params.get(1).cloned().unwrap_or(json!(false));
+            if target <= head {
+                let block = upstream(state, &method, json!([format!("{target:#x}"), full])).await?;
+                return Some(reply(block));
+            }
+            // A block from the future: the real head, renumbered, with a hash nobody else has.
+            let mut block = upstream(state, &method, json!(["latest", full])).await?;
+            block["number"] = json!(format!("{target:#x}"));
+            fork_block(&mut block);
+            Some(reply(block))
+        }
+        _ => None,
+    }
+}
+
+fn reported_head(state: &ProxyState, fault: &Fault, head: u64) -> u64 {
+    match fault {
+        Fault::Lag(n) => head.saturating_sub(*n),
+        Fault::FutureHead(n) => head + n,
+        Fault::StalledHead => {
+            *state.stalled_at.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(head)
+        }
+        _ => head,
+    }
+}
+
+fn fork_block(block: &mut serde_json::Value) {
+    if let Some(hash) = block.get("hash").and_then(|h| h.as_str()) {
+        let forked = alloy::primitives::keccak256(format!("fork:{hash}").as_bytes());
+        block["hash"] = serde_json::json!(forked.to_string());
+    }
+}
+
+async fn upstream_head(state: &ProxyState) -> Option<u64> {
+    let head = upstream(state, "eth_blockNumber", serde_json::json!([])).await?;
+    u64::from_str_radix(head.as_str()?.trim_start_matches("0x"), 16).ok()
+}
+
+/// Calls the upstream node directly and returns its `result`.
+async fn upstream(
+    state: &ProxyState,
+    method: &str,
+    params: serde_json::Value,
+) -> Option<serde_json::Value> {
+    let request =
+        serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+    let resp = state.client.post(&state.upstream).json(&request).send().await.ok()?;
+    let mut answer: serde_json::Value = resp.json().await.ok()?;
+    Some(answer.get_mut("result")?.take())
 }
 
 async fn forward(state: &ProxyState, body: Bytes) -> Response<Full<Bytes>> {

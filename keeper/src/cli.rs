@@ -3,7 +3,7 @@
 use alloy::primitives::{Address, B256};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cmd::{devnet::DevnetArgs, routes::RoutesArgs};
+use crate::cmd::{devnet::DevnetArgs, keeper::KeeperArgs, routes::RoutesArgs};
 
 /// Lifeline: autonomous, verifiable failover for DeFi infrastructure.
 #[derive(Debug, Parser)]
@@ -20,6 +20,8 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the keeper agent: probe, judge, attest (config: --config keeper.toml).
+    Keeper(KeeperArgs),
     /// Print a service's authorised route set and every endpoint's state.
     Routes(RoutesArgs),
     /// Start a local devnet (anvil + registry deployed by the Foundry scripts).
@@ -30,6 +32,7 @@ impl Command {
     /// Runs the subcommand.
     pub async fn run(self) -> eyre::Result<()> {
         match self {
+            Self::Keeper(args) => args.run().await,
             Self::Routes(args) => args.run().await,
             Self::Devnet(args) => args.run().await,
         }

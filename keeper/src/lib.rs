@@ -11,3 +11,13 @@
 
 pub mod cli;
 pub mod cmd;
+pub mod collect;
+pub mod config;
+pub mod decide;
+pub mod engine;
+pub mod judge;
+pub mod metrics;
+pub mod probe;
+pub mod proof;
+pub mod signer;
+pub mod submit;

@@ -63,22 +63,32 @@ async fn killing_the_route_in_use_during_a_request_stream_fails_zero_requests() 
     transport.apply(&route_set(1, &[&p[0], &p[1], &p[2]]));
     let provider = ProviderBuilder::new().connect_client(RpcClient::new(transport.clone(), false));
 
+    // The route in use is the best-ranked one; kill it (down), then kill the next one in use
+    // (hang), then bring the first back.
+    let in_use = |transport: &FailoverTransport| {
+        let best = transport.routes()[0].url.to_string();
+        p.iter().position(|proxy| best.starts_with(&proxy.url())).expect("a known route")
+    };
     let mut errors = 0;
+    let mut killed = Vec::new();
     for i in 0..300 {
-        match i {
-            50 => p[0].set(Fault::Down),
-            120 => p[1].set(Fault::Hang),
-            200 => p[0].set(Fault::Up),
-            _ => {}
+        if i == 50 || i == 120 {
+            let victim = in_use(&transport);
+            assert!(p[victim].requests() > 0, "the victim was serving");
+            p[victim].set(if i == 50 { Fault::Down } else { Fault::Hang });
+            killed.push(victim);
+        }
+        if i == 200 {
+            p[killed[0]].set(Fault::Up);
         }
         if provider.get_block_number().await.is_err() {
             errors += 1;
         }
     }
     assert_eq!(errors, 0, "no request failed while a healthy route existed");
-    assert!(p[0].requests() > 50 && p[2].requests() > 0, "traffic moved to the survivors");
+    assert_ne!(killed[0], killed[1], "the second kill hit the route that took over");
     assert!(transport.stats().failovers >= 1, "{:?}", transport.stats());
-    p[1].set(Fault::Up); // release hung connections
+    p[killed[1]].set(Fault::Up); // release hung connections
     Ok(())
 }
 

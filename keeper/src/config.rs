@@ -1,0 +1,399 @@
+//! `keeper.toml`: what a keeper watches, how it judges, where it writes. Every field has a
+//! documented default except the registry address and the services; `keeper.example.toml` in
+//! the repository is the commented reference. A bad value is rejected with an error naming the
+//! field and the value.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use alloy::primitives::Address;
+use serde::Deserialize;
+
+/// A configuration error, naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (the message names the key).
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message, with line, column and key.
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("{field} = {value}: {reason}")]
+    Invalid {
+        /// Dotted path of the field.
+        field: &'static str,
+        /// The value given.
+        value: String,
+        /// What is expected.
+        reason: &'static str,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeeperConfig {
+    /// The registry chain and contract.
+    pub registry: RegistryConfig,
+    /// Where the signing key comes from.
+    #[serde(default)]
+    pub signer: SignerConfig,
+    /// Probe schedule and limits.
+    #[serde(default)]
+    pub probe: ProbeConfig,
+    /// Verdict rules.
+    #[serde(default)]
+    pub judge: JudgeConfig,
+    /// Submission behaviour.
+    #[serde(default)]
+    pub submit: SubmitConfig,
+    /// Prometheus endpoint.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// The services this keeper watches (endpoints are read from the registry).
+    #[serde(rename = "service")]
+    pub services: Vec<ServiceConfig>,
+}
+
+/// `[registry]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// JSON-RPC URLs of the registry chain; writes and reads fail over between them.
+    pub rpc_urls: Vec<String>,
+    /// The RouteRegistry address.
+    pub address: Address,
+}
+
+/// `[signer]`: exactly one source. Keys never come from the command line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerConfig {
+    /// Encrypted JSON keystore file.
+    pub keystore: Option<PathBuf>,
+    /// File holding the keystore password.
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the keystore password.
+    pub password_env: Option<String>,
+    /// Environment variable holding a hex private key (default `LIFELINE_KEEPER_KEY`, used
+    /// when no keystore is configured).
+    #[serde(default = "default_key_env")]
+    pub private_key_env: String,
+}
+
+impl Default for SignerConfig {
+    fn default() -> Self {
+        Self {
+            keystore: None,
+            password_file: None,
+            password_env: None,
+            private_key_env: default_key_env(),
+        }
+    }
+}
+
+fn default_key_env() -> String {
+    "LIFELINE_KEEPER_KEY".into()
+}
+
+/// `[probe]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProbeConfig {
+    /// Time between probe rounds, ms (default 1000).
+    pub interval_ms: u64,
+    /// Per-probe timeout, ms (default 800).
+    pub timeout_ms: u64,
+    /// Largest accepted response body, bytes (default 1 MiB).
+    pub max_response_bytes: usize,
+    /// Probes in flight at once (default 256).
+    pub max_concurrency: usize,
+    /// Random delay added to each round, as a percentage of the interval (default 10).
+    pub jitter_pct: u8,
+    /// Re-read the endpoint list from the registry at least this often, s (default 30).
+    pub refresh_secs: u64,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            interval_ms: 1000,
+            timeout_ms: 800,
+            max_response_bytes: 1 << 20,
+            max_concurrency: 256,
+            jitter_pct: 10,
+            refresh_secs: 30,
+        }
+    }
+}
+
+impl ProbeConfig {
+    /// `interval_ms` as a duration.
+    pub fn interval(&self) -> Duration {
+        Duration::from_millis(self.interval_ms)
+    }
+
+    /// `timeout_ms` as a duration.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+}
+
+/// `[judge]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JudgeConfig {
+    /// Consecutive failed rounds before flagging an endpoint (F, default 2).
+    pub fail_after: u32,
+    /// Consecutive good rounds before clearing it (R, default 2).
+    pub recover_after: u32,
+    /// Blocks behind the corroborated head before "lagging" (default 3).
+    pub max_lag_blocks: u64,
+    /// Blocks ahead of the corroborated head before "fabricated future head" (default 3).
+    pub max_ahead_blocks: u64,
+    /// Seconds since the head block's timestamp before "stalled" (default 30).
+    pub max_head_age_secs: u64,
+    /// Median latency over the window above which the endpoint is "slow", ms (default 1000).
+    pub max_latency_ms: u64,
+    /// Rounds in the latency window (default 5).
+    pub latency_window: usize,
+}
+
+impl Default for JudgeConfig {
+    fn default() -> Self {
+        Self {
+            fail_after: 2,
+            recover_after: 2,
+            max_lag_blocks: 3,
+            max_ahead_blocks: 3,
+            max_head_age_secs: 30,
+            max_latency_ms: 1000,
+            latency_window: 5,
+        }
+    }
+}
+
+/// `[submit]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubmitConfig {
+    /// Send a liveness-only attestation at least this often, s (default 30).
+    pub heartbeat_secs: u64,
+    /// Seconds an attestation stays valid (default 60; capped by the service's TTL).
+    pub deadline_secs: u64,
+    /// Seconds to wait for a receipt before bumping fees (default 12).
+    pub receipt_timeout_secs: u64,
+    /// Fee increase per bump, percent (default 25).
+    pub fee_bump_pct: u64,
+    /// Attempts per submission before giving up until the next round (default 4).
+    pub max_attempts: u32,
+}
+
+impl Default for SubmitConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_secs: 30,
+            deadline_secs: 60,
+            receipt_timeout_secs: 12,
+            fee_bump_pct: 25,
+            max_attempts: 4,
+        }
+    }
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Where `/metrics` listens; empty disables it (default 127.0.0.1:9464).
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self { listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))) }
+    }
+}
+
+/// How endpoints of a service are probed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeKind {
+    /// JSON-RPC node: chain id, head number/hash/timestamp, latency, optional state proof.
+    Jsonrpc,
+    /// HTTP health URL: status and latency.
+    Http,
+    /// TCP connect time.
+    Tcp,
+}
+
+/// `[[service]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceConfig {
+    /// The service's name, as registered (its id is keccak256 of it).
+    pub name: String,
+    /// Probe kind (default jsonrpc).
+    #[serde(default = "default_kind")]
+    pub probe: ProbeKind,
+    /// For `http` probes: path appended to the endpoint URL (default "/health").
+    #[serde(default = "default_health_path")]
+    pub health_path: String,
+    /// For `jsonrpc` probes: verify `eth_getProof` of this account against the majority's
+    /// state root at the corroborated block.
+    pub proof_account: Option<Address>,
+}
+
+fn default_kind() -> ProbeKind {
+    ProbeKind::Jsonrpc
+}
+
+fn default_health_path() -> String {
+    "/health".into()
+}
+
+impl KeeperConfig {
+    /// Reads and validates a file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => {
+                ConfigError::Parse { path: path.to_path_buf(), message }
+            }
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Self = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |field, value: &dyn std::fmt::Display, reason| {
+            Err(ConfigError::Invalid { field, value: value.to_string(), reason })
+        };
+        if self.registry.rpc_urls.is_empty() {
+            return invalid("registry.rpc_urls", &"[]", "give at least one JSON-RPC URL");
+        }
+        for url in &self.registry.rpc_urls {
+            if url.parse::<alloy::transports::http::reqwest::Url>().is_err() {
+                return invalid("registry.rpc_urls", url, "not a URL");
+            }
+        }
+        if self.services.is_empty() {
+            return invalid("service", &"(none)", "add at least one [[service]] with a name");
+        }
+        if let Some(s) = self.services.iter().find(|s| s.name.is_empty()) {
+            return invalid("service.name", &format!("{:?}", s.name), "must not be empty");
+        }
+        let p = &self.probe;
+        if p.interval_ms < 50 {
+            return invalid("probe.interval_ms", &p.interval_ms, "must be at least 50");
+        }
+        if p.timeout_ms == 0 || p.timeout_ms > p.interval_ms * 10 {
+            return invalid(
+                "probe.timeout_ms",
+                &p.timeout_ms,
+                "must be > 0 and at most 10 x interval_ms",
+            );
+        }
+        if p.max_concurrency == 0 {
+            return invalid("probe.max_concurrency", &0, "must be at least 1");
+        }
+        if p.max_response_bytes < 1024 {
+            return invalid(
+                "probe.max_response_bytes",
+                &p.max_response_bytes,
+                "must be at least 1024",
+            );
+        }
+        if p.jitter_pct > 100 {
+            return invalid("probe.jitter_pct", &p.jitter_pct, "must be 0..=100");
+        }
+        let j = &self.judge;
+        if j.fail_after == 0 {
+            return invalid("judge.fail_after", &0, "must be at least 1");
+        }
+        if j.recover_after == 0 {
+            return invalid("judge.recover_after", &0, "must be at least 1");
+        }
+        if j.latency_window == 0 {
+            return invalid("judge.latency_window", &0, "must be at least 1");
+        }
+        let s = &self.submit;
+        if s.heartbeat_secs == 0 {
+            return invalid("submit.heartbeat_secs", &0, "must be at least 1");
+        }
+        if s.deadline_secs == 0 {
+            return invalid("submit.deadline_secs", &0, "must be at least 1");
+        }
+        if s.max_attempts == 0 {
+            return invalid("submit.max_attempts", &0, "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [registry]
+        rpc_urls = ["http://127.0.0.1:8545"]
+        address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+        [[service]]
+        name = "eth-devnet/rpc"
+    "#;
+
+    #[test]
+    fn minimal_file_gets_documented_defaults() {
+        let c = KeeperConfig::parse(MINIMAL).expect("valid");
+        assert_eq!(c.probe.interval_ms, 1000);
+        assert_eq!(c.judge.fail_after, 2);
+        assert_eq!(c.services[0].probe, ProbeKind::Jsonrpc);
+        assert_eq!(c.signer.private_key_env, "LIFELINE_KEEPER_KEY");
+    }
+
+    #[test]
+    fn the_example_file_in_the_repository_is_valid() {
+        let path =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/keeper.example.toml");
+        KeeperConfig::load(&path).expect("config/keeper.example.toml parses");
+    }
+
+    #[test]
+    fn out_of_range_value_names_field_and_value() {
+        let text = format!("{MINIMAL}\n[probe]\ninterval_ms = 10\n");
+        let err = KeeperConfig::parse(&text).expect_err("rejected").to_string();
+        assert_eq!(err, "probe.interval_ms = 10: must be at least 50");
+    }
+
+    #[test]
+    fn unknown_key_and_bad_type_name_the_key() {
+        let err = KeeperConfig::parse(&format!("{MINIMAL}\n[judge]\nfail_afterr = 3\n"))
+            .expect_err("rejected")
+            .to_string();
+        assert!(err.contains("fail_afterr"), "{err}");
+        let err = KeeperConfig::parse(&MINIMAL.replace("0x5FbDB", "0xZZ"))
+            .expect_err("rejected")
+            .to_string();
+        assert!(err.contains("address"), "{err}");
+    }
+}

@@ -1,0 +1,5 @@
+//! Integration tests of the keeper: probe classification against endpoints the test controls,
+//! and the whole pipeline (keeper processes, real registry, anvil).
+
+mod pipeline;
+mod probes;
