@@ -15,7 +15,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 demo: deps ## Start a local devnet: anvil + the registry deployed and configured by the Foundry scripts
-	cargo run -q -p lifeline-keeper -- devnet
+	cargo run -p lifeline-keeper -- devnet
 
 test: deps ## Everything CI runs: formatting, lints, Solidity and Rust tests, drift checks
 	@mkdir -p target

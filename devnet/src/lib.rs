@@ -17,12 +17,14 @@
 //!     wrong chain id, lag, future head, stalled head, divergent hash, bad state proof
 //! ```
 
+pub mod load;
 pub mod proxy;
 pub mod toolchain;
 
 mod chain;
 
 pub use chain::{DEVNET_SERVICE, Devnet, DevnetOptions, KeeperOptions, KeeperProcess};
+pub use load::RequestStream;
 pub use proxy::{Fault, FaultProxy};
 pub use toolchain::Toolchain;
 

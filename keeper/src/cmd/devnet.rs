@@ -1,84 +1,282 @@
-//! `lifeline devnet`: a local Lifeline on 127.0.0.1 (what `make demo` runs): anvil, and the
-//! registry deployed and configured by the project's Foundry scripts.
+//! `lifeline devnet` (what `make demo` runs): a whole Lifeline on 127.0.0.1, then a scripted
+//! outage with a readable timeline.
+//!
+//! anvil (1 s blocks) -> the registry deployed and configured by the Foundry scripts -> four
+//! fault-injecting endpoint proxies -> three `lifeline keeper` processes, each with its own key
+//! -> a client streaming requests through the failover transport. Then the active endpoint dies
+//! and the timeline shows: endpoint down -> first keeper flags it -> quorum reached (tx, block)
+//! -> new route set -> client switched, with the client's request and error counts.
 
-use std::{path::PathBuf, time::Instant};
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
-use alloy::providers::ProviderBuilder;
+use alloy::{
+    primitives::B256,
+    providers::{Provider, ProviderBuilder},
+    rpc::{client::RpcClient, types::Filter},
+    sol_types::SolEvent,
+};
 use clap::Args;
-use eyre::WrapErr;
-use lifeline_bindings::RegistryClient;
-use lifeline_devnet::{Devnet, DevnetOptions, Toolchain};
+use eyre::{WrapErr, bail};
+use lifeline_bindings::{
+    FailoverConfig, FailoverTransport, RegistryClient, RouteSet, WatchConfig,
+    registry::RouteRegistry::RouteSetChanged,
+};
+use lifeline_devnet::{Devnet, DevnetOptions, Fault, KeeperOptions, RequestStream, Toolchain};
 
 /// Arguments of `lifeline devnet`.
 #[derive(Debug, Args)]
 pub struct DevnetArgs {
-    /// Apply this configuration (keepers, services, endpoints) instead of the generated one
-    /// (four fault-injecting endpoint proxies, three keepers).
+    /// Apply this configuration (keepers, services, endpoints) and stop there: no proxies,
+    /// keepers or outage (for trying a configuration file).
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Seconds between blocks (default: one block per transaction).
-    #[arg(long)]
-    block_time: Option<f64>,
-    /// Keep everything running until Ctrl-C, and print how to explore it.
+    /// Seconds between blocks.
+    #[arg(long, default_value_t = 1.0)]
+    block_time: f64,
+    /// Keeper processes (quorum is 2).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=9))]
+    keepers: u8,
+    /// Keepers' probe interval, milliseconds.
+    #[arg(long, default_value_t = 500)]
+    probe_interval_ms: u64,
+    /// Keep everything running after the scenario, and print how to explore it.
     #[arg(long)]
     hold: bool,
 }
 
 impl DevnetArgs {
-    /// Brings the devnet up, prints what was deployed, and exits (or holds).
+    /// Runs the demo.
     pub async fn run(self) -> eyre::Result<()> {
-        let started = Instant::now();
+        let clock = Instant::now();
         let toolchain = Toolchain::locate()?;
-        println!("starting anvil and deploying the registry with the Foundry scripts...");
         let options = DevnetOptions {
-            block_time: self.block_time,
+            block_time: Some(self.block_time),
+            keepers: usize::from(self.keepers),
             config: self.config.clone(),
             ..Default::default()
         };
+        say(clock, "starting anvil and deploying the registry with the Foundry scripts...");
         let devnet =
             Devnet::start(&toolchain, &options).await.wrap_err("bringing the devnet up")?;
-
-        println!();
-        println!("chain      {} (chain id {})", devnet.rpc_url(), devnet.chain_id());
-        println!("registry   {}", devnet.registry());
+        say(clock, &format!("chain    {} (chain id {})", devnet.rpc_url(), devnet.chain_id()));
+        say(clock, &format!("registry {}", devnet.registry()));
+        if self.config.is_some() {
+            say(clock, "configuration applied; no keepers or outage with --config");
+            return self.hold_or_exit(&devnet).await;
+        }
         for (i, proxy) in devnet.proxies().iter().enumerate() {
-            println!("endpoint   {i}: {} (fault-injecting proxy in front of anvil)", proxy.url());
+            say(
+                clock,
+                &format!("endpoint {i}  {} (fault-injecting proxy in front of anvil)", proxy.url()),
+            );
         }
 
-        let provider = ProviderBuilder::new().connect_http(devnet.rpc_url().parse()?);
-        let client = RegistryClient::new(devnet.registry(), provider);
-        let services = client.contract().serviceIds().call().await?;
-        let (version, keepers, _) =
-            client.contract().keepers().call().await.map(|k| (k._0, k._1, k._2))?;
-        println!("keepers    {} (keeper-set version {version})", keepers.len());
-        for id in &services {
-            let set = client.routes(*id).await?;
-            let service = client.service(*id).await?;
-            println!(
-                "service    {id}: {} endpoints, epoch {}, {} authorised routes (keepers make them serve)",
-                service.endpointCount,
-                set.epoch,
-                set.routes.len()
+        let lifeline = std::env::current_exe().wrap_err("locating the lifeline binary")?;
+        let keeper_options =
+            KeeperOptions { probe_interval_ms: self.probe_interval_ms, ..Default::default() };
+        let mut keepers = Vec::new();
+        for k in 1..=usize::from(self.keepers) {
+            let config = devnet.keeper_config(&toolchain, k, &keeper_options)?;
+            let process = devnet.spawn_keeper(&toolchain, &lifeline, k, &config)?;
+            say(
+                clock,
+                &format!(
+                    "keeper {k}  {} (pid {}, log {})",
+                    devnet.account(k).address(),
+                    process.pid().unwrap_or_default(),
+                    process.log().display()
+                ),
             );
+            keepers.push(process);
         }
-        println!("ready in   {:.1}s", started.elapsed().as_secs_f64());
 
-        if self.hold {
-            println!();
-            println!("explore it (Ctrl-C stops everything):");
-            println!(
-                "  export LIFELINE_RPC_URL={} LIFELINE_REGISTRY={}",
-                devnet.rpc_url(),
-                devnet.registry()
+        let reader = ProviderBuilder::new().connect_http(devnet.rpc_url().parse()?);
+        let registry = RegistryClient::new(devnet.registry(), reader.clone());
+        let transport = FailoverTransport::new(FailoverConfig::default());
+        let watch = WatchConfig { poll_interval: Duration::from_millis(200), ..Default::default() };
+        let _follower = transport.follow(registry.clone(), devnet.service_id(), watch);
+        let service = devnet.service_id();
+        let set = wait_until(&registry, service, Duration::from_secs(60), |s| s.routes.len() >= 2)
+            .await?;
+        say(
+            clock,
+            &format!("keepers filled the route set: epoch {}, {}", set.epoch, describe(&set)),
+        );
+        wait_for_client(&transport, set.epoch).await;
+        let client =
+            ProviderBuilder::new().connect_client(RpcClient::new(transport.clone(), false));
+        let load = RequestStream::start(client, Duration::from_millis(20));
+        say(clock, "client   streaming eth_blockNumber every 20 ms through the failover transport");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+
+        // The outage.
+        let victim = set.routes[0].id;
+        let outage = Instant::now();
+        devnet.proxies()[usize::from(victim)].set(Fault::Down);
+        let (requests_before, errors_before) = (load.requests(), load.errors());
+        println!();
+        println!("  outage of endpoint {victim} ({})", set.routes[0].url);
+        step(outage, &format!("endpoint {victim} down"));
+
+        let mut flagged = false;
+        let mut next_block = reader.get_block_number().await? + 1;
+        let new_set = loop {
+            if outage.elapsed() > Duration::from_secs(60) {
+                bail!(
+                    "the registry did not fail over within 60 s; see the keeper logs under target/devnet/"
+                );
+            }
+            // Keepers' votes, read from the attest transactions of each new block.
+            let head = reader.get_block_number().await?;
+            while !flagged && next_block <= head {
+                if let Some((keeper, block)) =
+                    first_flag(&reader, &devnet, next_block, victim).await?
+                {
+                    flagged = true;
+                    step(
+                        outage,
+                        &format!(
+                            "keeper {keeper} flagged endpoint {victim} unhealthy (block {block}; quorum is 2)"
+                        ),
+                    );
+                }
+                next_block += 1;
+            }
+            let now = registry.routes(service).await?;
+            if now.epoch > set.epoch {
+                break now;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let filter = Filter::new()
+            .address(devnet.registry())
+            .event_signature(RouteSetChanged::SIGNATURE_HASH)
+            .topic1(service)
+            .topic2(B256::from(alloy::primitives::U256::from(new_set.epoch)))
+            .from_block(0);
+        if let Some(log) = reader.get_logs(&filter).await?.first() {
+            step(
+                outage,
+                &format!(
+                    "quorum reached: demote + promote in tx {} (block {})",
+                    log.transaction_hash.unwrap_or_default(),
+                    log.block_number.unwrap_or_default()
+                ),
             );
-            println!("  cargo run -q -p lifeline-keeper -- routes --service eth-devnet/rpc");
-            println!(
-                "  node_modules/.bin/cast call {} 'serviceIds()(bytes32[])' --rpc-url {}",
-                devnet.registry(),
-                devnet.rpc_url()
-            );
-            tokio::signal::ctrl_c().await.wrap_err("waiting for Ctrl-C")?;
         }
+        step(outage, &format!("new route set: epoch {}, {}", new_set.epoch, describe(&new_set)));
+        wait_for_client(&transport, new_set.epoch).await;
+        step(outage, &format!("client switched to epoch {}", new_set.epoch));
+        println!();
+        say(
+            clock,
+            &format!(
+                "client   {} requests, {} errors ({} during the outage window of {} requests); {} answered after an in-call failover",
+                load.requests(),
+                load.errors(),
+                load.errors() - errors_before,
+                load.requests() - requests_before,
+                transport.stats().failovers
+            ),
+        );
+        if let Some(e) = load.last_error() {
+            say(clock, &format!("client   last error: {e}"));
+        }
+        let result = self.hold_or_exit(&devnet).await;
+        for keeper in &mut keepers {
+            keeper.stop(Duration::from_secs(3));
+        }
+        result
+    }
+
+    async fn hold_or_exit(&self, devnet: &Devnet) -> eyre::Result<()> {
+        if !self.hold {
+            return Ok(());
+        }
+        println!();
+        println!("holding (Ctrl-C stops everything). Explore:");
+        println!(
+            "  export LIFELINE_RPC_URL={} LIFELINE_REGISTRY={}",
+            devnet.rpc_url(),
+            devnet.registry()
+        );
+        println!("  cargo run -q -p lifeline-keeper -- routes --service eth-devnet/rpc");
+        println!(
+            "  node_modules/.bin/cast call $LIFELINE_REGISTRY 'serviceIds()(bytes32[])' --rpc-url $LIFELINE_RPC_URL"
+        );
+        tokio::signal::ctrl_c().await.wrap_err("waiting for Ctrl-C")?;
         Ok(())
+    }
+}
+
+fn say(clock: Instant, text: &str) {
+    println!("[{:>5.1}s] {text}", clock.elapsed().as_secs_f64());
+}
+
+fn step(outage: Instant, text: &str) {
+    println!("  +{:>6.2}s  {text}", outage.elapsed().as_secs_f64());
+}
+
+fn describe(set: &RouteSet) -> String {
+    let routes: Vec<String> =
+        set.routes.iter().map(|r| format!("#{} {}", r.id, r.region)).collect();
+    format!("routes [{}]", routes.join(", "))
+}
+
+async fn wait_until<P: Provider>(
+    registry: &RegistryClient<P>,
+    service: B256,
+    limit: Duration,
+    done: impl Fn(&RouteSet) -> bool,
+) -> eyre::Result<RouteSet> {
+    let started = Instant::now();
+    loop {
+        let set = registry.routes(service).await?;
+        if done(&set) {
+            return Ok(set);
+        }
+        if started.elapsed() > limit {
+            bail!(
+                "keepers did not fill the route set within {limit:?} (epoch {}); see target/devnet/*/keeper-*.log",
+                set.epoch
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The keeper whose attest transaction in block `number` flags `victim` unhealthy, if any.
+async fn first_flag<P: Provider>(
+    reader: &P,
+    devnet: &Devnet,
+    number: u64,
+    victim: u16,
+) -> eyre::Result<Option<(alloy::primitives::Address, u64)>> {
+    use alloy::{consensus::Transaction as _, network::TransactionResponse, sol_types::SolCall};
+    use lifeline_bindings::registry::RouteRegistry::attestCall;
+    let Some(block) = reader.get_block_by_number(number.into()).full().await? else {
+        return Ok(None);
+    };
+    for tx in block.transactions.txns() {
+        if tx.to() != Some(devnet.registry()) {
+            continue;
+        }
+        let Ok(call) = attestCall::abi_decode(tx.input()) else { continue };
+        if call.attestation.verdicts.iter().any(|v| v.endpoint == victim && !v.healthy) {
+            return Ok(Some((tx.from(), number)));
+        }
+    }
+    Ok(None)
+}
+
+async fn wait_for_client(transport: &FailoverTransport, epoch: u32) {
+    for _ in 0..200 {
+        if transport.epoch() >= Some(epoch) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }

@@ -3,3 +3,5 @@
 
 mod pipeline;
 mod probes;
+mod scenarios;
+mod world;
