@@ -150,12 +150,15 @@ impl<P: Provider> RegistryClient<P> {
         Ok(self.contract.service(service).call().await?)
     }
 
-    /// Every endpoint of `service`, in index order.
+    /// Every endpoint of `service`, in index order (read concurrently).
     pub async fn endpoints(&self, service: B256) -> Result<Vec<EndpointState>> {
         let count = self.service(service).await?.endpointCount;
+        let reads = (0..count).map(|id| async move {
+            self.contract.endpoint(service, id).call().await.map(|e| (id, e))
+        });
+        let views = futures_util::future::try_join_all(reads).await?;
         let mut out = Vec::with_capacity(usize::from(count));
-        for id in 0..count {
-            let e = self.contract.endpoint(service, id).call().await?;
+        for (id, e) in views {
             out.push(EndpointState {
                 id,
                 status: Status::from_raw(e.status),

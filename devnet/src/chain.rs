@@ -38,6 +38,8 @@ pub struct DevnetOptions {
     pub target_active: u8,
     /// Seconds a demoted endpoint cools down.
     pub cooldown: u32,
+    /// Demotions allowed per 600 s window (blast radius).
+    pub max_demotions: u8,
     /// Apply this configuration file instead of generating one (no proxies are started). It
     /// must lie inside the repository: forge only reads files it is allowed to.
     pub config: Option<PathBuf>,
@@ -52,6 +54,7 @@ impl Default for DevnetOptions {
             quorum: 2,
             target_active: 2,
             cooldown: 30,
+            max_demotions: 3,
             config: None,
         }
     }
@@ -146,7 +149,7 @@ impl Devnet {
                     "minRegions": 2,
                     "quorum": options.quorum,
                     "minVantages": 0,
-                    "maxDemotions": 3,
+                    "maxDemotions": options.max_demotions,
                     "demotionWindow": 600,
                     "cooldown": options.cooldown,
                     "attestationTtl": 120,

@@ -19,6 +19,7 @@
 
 pub mod load;
 pub mod proxy;
+pub mod synthetic;
 pub mod toolchain;
 
 mod chain;
@@ -26,6 +27,7 @@ mod chain;
 pub use chain::{DEVNET_SERVICE, Devnet, DevnetOptions, KeeperOptions, KeeperProcess};
 pub use load::RequestStream;
 pub use proxy::{Fault, FaultProxy};
+pub use synthetic::SyntheticEndpoints;
 pub use toolchain::Toolchain;
 
 /// Result alias of this crate.

@@ -12,7 +12,7 @@ use crate::{
     config::JudgeConfig,
     judge::{self, Finding},
     metrics::Metrics,
-    probe::{Head, Prober},
+    probe::{BlockAt, Head, Prober},
     proof,
 };
 
@@ -91,15 +91,28 @@ impl JsonRpcRound<'_> {
                 .filter(|(_, (_, f, _, h))| f.is_ok() && h.is_some_and(|h| h.number >= c))
                 .map(|(k, _)| k)
                 .collect();
+            // An endpoint whose head is the corroborated block already told us its hash and
+            // state root; only endpoints ahead of it need a second request.
             let at = join_all(candidates.iter().map(|&k| {
                 let url =
                     endpoints.iter().find(|(i, _)| *i == findings[k].0).map(|(_, u)| u.clone());
+                let head = findings[k].3;
                 async move {
-                    let _permit = self.limit.acquire().await;
                     let Some(url) = url else { return (k, None, None) };
-                    let block = self.prober.block_at(&url, c).await.ok();
+                    let block = match head {
+                        Some(h) if h.number == c => {
+                            Some(BlockAt { hash: h.hash, state_root: h.state_root })
+                        }
+                        _ => {
+                            let _permit = self.limit.acquire().await;
+                            self.prober.block_at(&url, c).await.ok()
+                        }
+                    };
                     let proof = match self.proof_account {
-                        Some(account) => Some(self.prober.account_proof(&url, account, c).await),
+                        Some(account) => {
+                            let _permit = self.limit.acquire().await;
+                            Some(self.prober.account_proof(&url, account, c).await)
+                        }
                         None => None,
                     };
                     (k, block, proof)

@@ -52,17 +52,26 @@ struct ServiceWatch {
     trackers: HashMap<u16, Tracker>,
     refreshed: Option<Instant>,
     last_submission: Option<Instant>,
+    inflight: Option<
+        tokio::task::JoinHandle<(&'static str, Result<Submitted, crate::submit::SubmitError>)>,
+    >,
 }
 
 /// The running keeper.
 #[derive(Debug)]
 pub struct Engine {
+    pipeline: Pipeline,
+    services: Vec<ServiceWatch>,
+}
+
+/// What every service's round shares (read-only during a round, so rounds run concurrently).
+#[derive(Debug)]
+struct Pipeline {
     config: KeeperConfig,
     prober: Prober,
     submitter: Submitter,
     client: RegistryClient<DynProvider>,
     metrics: Metrics,
-    services: Vec<ServiceWatch>,
     limit: Arc<Semaphore>,
 }
 
@@ -95,22 +104,23 @@ impl Engine {
                 trackers: HashMap::new(),
                 refreshed: None,
                 last_submission: None,
+                inflight: None,
             })
             .collect();
-        Ok(Self {
+        let pipeline = Pipeline {
             prober: Prober::new(config.probe.timeout(), config.probe.max_response_bytes),
             limit: Arc::new(Semaphore::new(config.probe.max_concurrency)),
             config,
             submitter,
             client,
             metrics,
-            services,
-        })
+        };
+        Ok(Self { pipeline, services })
     }
 
     /// The keeper's address.
     pub fn address(&self) -> Address {
-        self.submitter.address()
+        self.pipeline.submitter.address()
     }
 
     /// Runs rounds until `shutdown` turns true; a round in progress finishes first.
@@ -119,45 +129,57 @@ impl Engine {
             target: "keeper",
             keeper = %self.address(),
             services = self.services.len(),
-            interval_ms = self.config.probe.interval_ms,
+            interval_ms = self.pipeline.config.probe.interval_ms,
             "keeper started"
         );
         let mut round: u64 = 0;
+        let pipeline = &self.pipeline;
         loop {
             let started = Instant::now();
-            for i in 0..self.services.len() {
-                if let Err(e) = self.round(i).await {
-                    warn!(target: "keeper", service = %self.services[i].config.name, error = %e, "round failed");
+            // Services' rounds run concurrently; submissions are serialised in the submitter.
+            join_all(self.services.iter_mut().map(|service| async move {
+                if let Err(e) = pipeline.round(service).await {
+                    warn!(target: "keeper", service = %service.config.name, error = %e, "round failed");
                 }
-            }
+            }))
+            .await;
             round += 1;
-            let jitter = jitter(self.config.probe.interval(), self.config.probe.jitter_pct, round);
-            let sleep = self.config.probe.interval().saturating_sub(started.elapsed()) + jitter;
+            let interval = pipeline.config.probe.interval();
+            let jitter = jitter(interval, pipeline.config.probe.jitter_pct, round);
+            let sleep = interval.saturating_sub(started.elapsed()) + jitter;
             tokio::select! {
                 _ = tokio::time::sleep(sleep) => {}
                 _ = shutdown.changed() => {}
             }
             if *shutdown.borrow() {
-                info!(target: "keeper", rounds = round, "shutting down");
+                info!(target: "keeper", rounds = round, "shutting down; waiting for submissions in flight");
+                for service in &mut self.services {
+                    if let Some(handle) = service.inflight.take() {
+                        let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+                    }
+                }
                 return Ok(());
             }
         }
     }
+}
 
-    /// One pass of the pipeline for service `i`.
-    async fn round(&mut self, i: usize) -> eyre::Result<()> {
+impl Pipeline {
+    /// One pass of the pipeline for one service.
+    async fn round(&self, service: &mut ServiceWatch) -> eyre::Result<()> {
+        // Settle the last submission first, so the refresh below sees its votes.
+        let can_attest = self.settle(service).await;
         let refresh_every = Duration::from_secs(self.config.probe.refresh_secs);
-        let stale = self.services[i].refreshed.is_none_or(|t| t.elapsed() >= refresh_every);
-        let epoch_now = self.client.service(self.services[i].id).await?.epoch;
-        if stale || epoch_now != self.services[i].epoch {
-            self.refresh(i).await?;
+        let stale = service.refreshed.is_none_or(|t| t.elapsed() >= refresh_every);
+        let epoch_now = self.client.service(service.id).await?.epoch;
+        if stale || epoch_now != service.epoch {
+            self.refresh(service).await?;
         }
 
         // Collect + judge.
         let now = unix_now();
-        let findings = self.collect_and_judge(i, now).await;
+        let findings = self.collect_and_judge(service, now).await;
         let judge_config = self.config.judge.clone();
-        let service = &mut self.services[i];
         let mut counts = [0u32; 3];
         let mut verdicts = Vec::new();
         for Observed { index, finding, latency_ms, head_lag } in findings {
@@ -196,9 +218,12 @@ impl Engine {
             );
         }
 
-        // Attest: only votes that differ from mine on chain, else a heartbeat when due.
+        // Attest: only votes that differ from mine on chain, else a heartbeat when due; one
+        // submission in flight per service.
+        if !can_attest {
+            return Ok(());
+        }
         let bit = self.submitter.keeper_bit().await?;
-        let service = &self.services[i];
         let mut wire = Vec::new();
         for (index, verdict, latency_ms, head_lag) in verdicts {
             let Some(endpoint) = service.endpoints.iter().find(|e| e.index == index) else {
@@ -222,10 +247,27 @@ impl Engine {
         let kind = if wire.is_empty() { "heartbeat" } else { "votes" };
         let (id, name) = (service.id, service.config.name.clone());
         debug!(target: "keeper::attest", service = %name, kind, votes = wire.len(), "submitting");
-        let outcome = self.submitter.submit(id, wire).await;
-        let service = &mut self.services[i];
-        match outcome {
-            Ok(Submitted::Accepted { gas_used, .. }) => {
+        // The submission runs beside the probes: a slow chain never delays the next round.
+        let submitter = self.submitter.clone();
+        service.inflight =
+            Some(tokio::spawn(async move { (kind, submitter.submit(id, wire).await) }));
+        Ok(())
+    }
+
+    /// Takes the outcome of the service's last submission, if it finished. Returns false while
+    /// one is still in flight (the round then casts no new votes).
+    async fn settle(&self, service: &mut ServiceWatch) -> bool {
+        match &service.inflight {
+            None => return true,
+            Some(handle) if !handle.is_finished() => return false,
+            Some(_) => {}
+        }
+        let Some(handle) = service.inflight.take() else { return true };
+        let name = &service.config.name;
+        // My votes changed on chain (or may have): read them back next round.
+        service.refreshed = None;
+        match handle.await {
+            Ok((kind, Ok(Submitted::Accepted { gas_used, .. }))) => {
                 service.last_submission = Some(Instant::now());
                 self.metrics.add(
                     "lifeline_submissions_total",
@@ -234,32 +276,31 @@ impl Engine {
                 );
                 self.metrics.add("lifeline_gas_used_total", String::new(), gas_used as f64);
             }
-            Ok(Submitted::Superseded(reason)) => {
+            Ok((_, Ok(Submitted::Superseded(reason)))) => {
                 info!(target: "keeper::attest", service = %name, %reason, "superseded; re-judging next round");
                 self.metrics.add("lifeline_submissions_total", "result=\"superseded\"".into(), 1.0);
             }
-            Err(e) => {
+            Ok((_, Err(e))) => {
+                warn!(target: "keeper::attest", service = %name, error = %e, "submission failed");
                 self.metrics.add("lifeline_submissions_total", "result=\"failed\"".into(), 1.0);
                 self.metrics.add(
                     "lifeline_submission_failures_total",
                     format!("reason=\"{}\"", short(&e.to_string())),
                     1.0,
                 );
-                service.refreshed = None;
-                return Err(e.into());
+            }
+            Err(e) => {
+                warn!(target: "keeper::attest", service = %name, error = %e, "submission task ended abnormally")
             }
         }
-        // My votes changed on chain: read them back next round.
-        service.refreshed = None;
-        Ok(())
+        true
     }
 
     /// Reads the service's endpoints, chain id, epoch and the on-chain votes.
-    async fn refresh(&mut self, i: usize) -> eyre::Result<()> {
-        let id = self.services[i].id;
+    async fn refresh(&self, service: &mut ServiceWatch) -> eyre::Result<()> {
+        let id = service.id;
         let view = self.client.service(id).await?;
         let endpoints = self.client.endpoints(id).await?;
-        let service = &mut self.services[i];
         service.chain_id = view.config.chainId;
         service.epoch = view.epoch;
         self.metrics.set(
@@ -294,9 +335,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Probes every endpoint of service `i` and judges each one for this round.
-    async fn collect_and_judge(&self, i: usize, now: u64) -> Vec<Observed> {
-        let service = &self.services[i];
+    /// Probes every endpoint of `service` and judges each one for this round.
+    async fn collect_and_judge(&self, service: &ServiceWatch, now: u64) -> Vec<Observed> {
         match service.config.probe {
             ProbeKind::Jsonrpc => {
                 let endpoints: Vec<(u16, Url)> =

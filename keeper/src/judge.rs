@@ -224,7 +224,7 @@ mod tests {
     use crate::probe::Head;
 
     fn head(number: u64, timestamp: u64) -> Head {
-        Head { chain_id: 1, number, hash: B256::ZERO, timestamp }
+        Head { chain_id: 1, number, hash: B256::ZERO, timestamp, state_root: B256::ZERO }
     }
 
     #[test]

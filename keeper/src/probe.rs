@@ -51,6 +51,8 @@ pub struct Head {
     pub hash: B256,
     /// Latest block timestamp, unix seconds.
     pub timestamp: u64,
+    /// Latest block state root.
+    pub state_root: B256,
 }
 
 /// A block at a given height as an endpoint reports it.
@@ -233,6 +235,7 @@ fn parse_head(answer: &Value) -> Result<Head, ProbeFailure> {
         hash: field(&block, "hash")?,
         timestamp: hex_u64(block.get("timestamp"))
             .ok_or_else(|| ProbeFailure::Garbage("bad block timestamp".into()))?,
+        state_root: field(&block, "stateRoot")?,
     })
 }
 

@@ -65,6 +65,8 @@ pub struct Submitter {
     signer: PrivateKeySigner,
     chain_id: u64,
     config: SubmitConfig,
+    /// One submission at a time per key: account nonces must not race.
+    sending: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Submitter {
@@ -80,14 +82,18 @@ impl Submitter {
             hedge_after: None,
             ..Default::default()
         });
+        // Receipts are polled every 250 ms (alloy's default for remote nodes is 7 s, which would
+        // stall the pipeline behind every submission).
+        let client =
+            RpcClient::new(transport, false).with_poll_interval(Duration::from_millis(250));
         let provider = ProviderBuilder::new()
             .wallet(EthereumWallet::from(signer.clone()))
-            .connect_client(RpcClient::new(transport, false))
+            .connect_client(client)
             .erased();
         let chain_id =
             provider.get_chain_id().await.map_err(|e| SubmitError::Chain(e.to_string()))?;
         let registry = RouteRegistry::new(address, provider.clone());
-        Ok(Self { provider, registry, signer, chain_id, config })
+        Ok(Self { provider, registry, signer, chain_id, config, sending: Default::default() })
     }
 
     /// A read client over the same failover transport.
@@ -115,6 +121,8 @@ impl Submitter {
         service: B256,
         verdicts: Vec<Verdict>,
     ) -> Result<Submitted, SubmitError> {
+        // One submission at a time per key.
+        let _turn = self.sending.lock().await;
         let mut last_err = None;
         for attempt in 1..=self.config.max_attempts {
             let (report, signature) = self.sign(service, verdicts.clone()).await?;

@@ -36,12 +36,14 @@ impl World {
     /// Devnet + keeper processes for the keepers in `spawn` (1-based; the others are registered
     /// but not run) + a client; returns once the keepers filled the set and the client follows it.
     pub(crate) async fn start(spawn: &[usize]) -> eyre::Result<Self> {
+        Self::start_with(spawn, DevnetOptions::default()).await
+    }
+
+    /// As [`World::start`], with these devnet options (blocks are always 1 s).
+    pub(crate) async fn start_with(spawn: &[usize], options: DevnetOptions) -> eyre::Result<Self> {
         let toolchain = Toolchain::locate()?;
-        let devnet = Devnet::start(
-            &toolchain,
-            &DevnetOptions { block_time: Some(1.0), ..Default::default() },
-        )
-        .await?;
+        let options = DevnetOptions { block_time: Some(1.0), ..options };
+        let devnet = Devnet::start(&toolchain, &options).await?;
         let mut keepers: Vec<Option<KeeperProcess>> = (0..3).map(|_| None).collect();
         for &k in spawn {
             let config = devnet.keeper_config(&toolchain, k, &KeeperOptions::default())?;
