@@ -54,6 +54,8 @@ gas: deps ## Regenerate snapshots/GasTest.json (whole-transaction gas, cold stor
 
 bench: deps ## Benchmarks (release build); machine-readable results under target/bench/
 	cargo bench -p lifeline-bindings --bench transport
+	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline-keeper --bench failover
+	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline-keeper --bench keeper_scale
 
 bindings: deps ## Regenerate bindings/artifacts from contracts/ (foundry-compilers + tools/solc)
 	cargo run -q -p lifeline-codegen
