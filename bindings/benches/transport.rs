@@ -84,11 +84,6 @@ async fn main() -> eyre::Result<()> {
         "overhead_ratio": (ratio * 1000.0).round() / 1000.0,
         "goal_overhead_ratio": 1.10,
     });
-    let dir = toolchain.root().join("target/bench");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("transport.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    println!("wrote {}", path.display());
+    lifeline_devnet::write_report(&toolchain, "transport", &report)?;
     Ok(())
 }

@@ -18,6 +18,7 @@
 //! ```
 
 pub mod load;
+pub mod observe;
 pub mod proxy;
 pub mod synthetic;
 pub mod toolchain;
@@ -26,6 +27,7 @@ mod chain;
 
 pub use chain::{DEVNET_SERVICE, Devnet, DevnetOptions, KeeperOptions, KeeperProcess};
 pub use load::RequestStream;
+pub use observe::{wait_for_routes, write_report};
 pub use proxy::{Fault, FaultProxy};
 pub use synthetic::SyntheticEndpoints;
 pub use toolchain::Toolchain;

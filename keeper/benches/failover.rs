@@ -16,7 +16,10 @@ use alloy::{
     transports::{http::Http, layers::FallbackLayer},
 };
 use lifeline_bindings::{FailoverConfig, FailoverTransport, RegistryClient, RouteSet, WatchConfig};
-use lifeline_devnet::{Devnet, DevnetOptions, Fault, KeeperOptions, RequestStream, Toolchain};
+use lifeline_devnet::{
+    Devnet, DevnetOptions, Fault, KeeperOptions, RequestStream, Toolchain, wait_for_routes,
+    write_report,
+};
 use tower::ServiceBuilder;
 
 const KILLS: usize = 20;
@@ -53,8 +56,10 @@ async fn main() -> eyre::Result<()> {
     let reader = ProviderBuilder::new().connect_http(devnet.rpc_url().parse()?);
     let registry = RegistryClient::new(devnet.registry(), reader);
     let service = devnet.service_id();
-    let initial =
-        wait(&registry, service, Duration::from_secs(60), |s| s.routes.len() == 2).await?;
+    let initial = wait_for_routes(&registry, service, "two routes", Duration::from_secs(60), |s| {
+        s.routes.len() == 2
+    })
+    .await?;
     eprintln!("keepers filled the set: {:?}", ids(&initial));
 
     // (a) Lifeline.
@@ -90,12 +95,17 @@ async fn main() -> eyre::Result<()> {
 
     let mut mttr_ms = Vec::new();
     for kill in 1..=KILLS {
-        let set =
-            wait(&registry, service, Duration::from_secs(60), |s| s.routes.len() == 2).await?;
+        let set = wait_for_routes(&registry, service, "two routes", Duration::from_secs(60), |s| {
+            s.routes.len() == 2
+        })
+        .await?;
         let victim = set.routes[0].id;
         devnet.proxies()[usize::from(victim)].set(Fault::Down);
         let killed = Instant::now();
-        wait(&registry, service, Duration::from_secs(60), |s| !ids(s).contains(&victim)).await?;
+        wait_for_routes(&registry, service, "victim excluded", Duration::from_secs(60), |s| {
+            !ids(s).contains(&victim)
+        })
+        .await?;
         let ms = killed.elapsed().as_millis() as u64;
         eprintln!("kill {kill:>2}/{KILLS}: endpoint {victim} excluded after {ms} ms");
         mttr_ms.push(ms);
@@ -127,12 +137,7 @@ async fn main() -> eyre::Result<()> {
         "quorum": QUORUM,
         "goals": { "mttr_ms_p50": 2500, "mttr_ms_p95": 4000, "client_errors": 0 },
     });
-    let dir = toolchain.root().join("target/bench");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("failover.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    println!("wrote {}", path.display());
+    write_report(&toolchain, "failover", &report)?;
     for keeper in &mut keepers {
         keeper.stop(Duration::from_secs(3));
     }
@@ -141,23 +146,6 @@ async fn main() -> eyre::Result<()> {
 
 fn ids(set: &RouteSet) -> Vec<u16> {
     set.routes.iter().map(|r| r.id).collect()
-}
-
-async fn wait<P: Provider>(
-    registry: &RegistryClient<P>,
-    service: alloy::primitives::B256,
-    limit: Duration,
-    done: impl Fn(&RouteSet) -> bool,
-) -> eyre::Result<RouteSet> {
-    let started = Instant::now();
-    loop {
-        let set = registry.routes(service).await?;
-        if done(&set) {
-            return Ok(set);
-        }
-        eyre::ensure!(started.elapsed() < limit, "not reached within {limit:?}: {set:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn wait_ready<P: Provider>(

@@ -12,6 +12,7 @@ use alloy::{network::EthereumWallet, providers::ProviderBuilder};
 use lifeline_bindings::{RouteRegistry, service_id};
 use lifeline_devnet::{
     DEVNET_SERVICE, Devnet, DevnetOptions, KeeperOptions, SyntheticEndpoints, Toolchain,
+    write_report,
 };
 
 const SERVICES: usize = 16;
@@ -109,12 +110,7 @@ async fn main() -> eyre::Result<()> {
         "peak_rss_mb": (peak_rss_kb as f64 / 1024.0 * 10.0).round() / 10.0,
         "goals": { "cpu_pct_of_one_core": 10, "peak_rss_mb": 100 },
     });
-    let dir = toolchain.root().join("target/bench");
-    std::fs::create_dir_all(&dir)?;
-    let path = dir.join("keeper-scale.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report)? + "\n")?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    println!("wrote {}", path.display());
+    write_report(&toolchain, "keeper-scale", &report)?;
     Ok(())
 }
 

@@ -1,13 +1,26 @@
 //! # lifeline-keeper
 //!
-//! The `lifeline` command and the keeper agent.
+//! The keeper agent and the `lifeline` command. A keeper is a pipeline; keepers never talk to
+//! each other, the registry is their only shared state.
 //!
 //! ```text
-//!  lifeline routes  --> RegistryClient (lifeline-bindings) --> RouteRegistry.authorisedRoutes
-//!  lifeline devnet  --> lifeline-devnet: anvil + Deploy.s.sol + Configure.s.sol
+//!             +--------------------- engine (one round per probe interval per service) -------+
+//!  registry --+-> refresh: endpoints, epoch, my votes                                           |
+//!             |      |                                                                          |
+//!  endpoints <+-- collect (probe, collect): head / block / proof, bounded, timed, size-capped    |
+//!             |      |                                                                          |
+//!             |   judge (judge, proof): corroborated head, divergence, state proof, hysteresis  |
+//!             |      |                                                                          |
+//!             |   attest (decide): votes that differ from mine on chain, or a heartbeat         |
+//!             |      |                                                                          |
+//!  registry <-+-- submit (submit): EIP-712 sign, simulate, send, bump fees, failover RPC        |
+//!             +---------------------------------------------------------------------------------+
 //! ```
 //!
-//! Subcommands live one per file under [`cmd`]; [`cli`] holds the shared option groups.
+//! Operating: [`config`] (TOML, every default documented), [`signer`] (keystore or environment,
+//! never the command line), [`metrics`] (Prometheus). Subcommands live one per file under
+//! [`cmd`] (`keeper`, `routes`, `devnet`); [`cli`] holds the shared option groups and `main.rs`
+//! stays thin.
 
 pub mod cli;
 pub mod cmd;

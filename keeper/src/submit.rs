@@ -125,6 +125,10 @@ impl Submitter {
         let _turn = self.sending.lock().await;
         let mut last_err = None;
         for attempt in 1..=self.config.max_attempts {
+            if attempt > 1 {
+                // Back off: 200 ms, 400 ms, 800 ms, ...
+                tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
+            }
             let (report, signature) = self.sign(service, verdicts.clone()).await?;
             // Simulate first: cheap, and it tells "superseded" from real failures.
             if let Err(err) =

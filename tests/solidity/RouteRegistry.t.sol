@@ -110,6 +110,40 @@ contract RouteRegistryTest is RegistryTest {
         vm.assertEq(e.provider, "other", "provider");
     }
 
+    function test_updateEndpoint_revertsWhenRetired() public {
+        vm.startPrank(admin);
+        registry.retireEndpoint(SERVICE, 3);
+        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.EndpointIsRetired.selector, SERVICE, 3));
+        registry.updateEndpoint(SERVICE, 3, "http://x", "p", address(1));
+        vm.stopPrank();
+    }
+
+    function test_governance_revertsForNonGovernor() public {
+        bytes32 role = registry.GOVERNOR_ROLE();
+        bytes memory denied =
+            abi.encodeWithSignature("AccessControlUnauthorizedAccount(address,bytes32)", guardian, role);
+        vm.startPrank(guardian);
+        vm.expectRevert(denied);
+        registry.createService(keccak256("x"), "x", defaultConfig());
+        vm.expectRevert(denied);
+        registry.updateEndpoint(SERVICE, 0, "http://x", "p", address(1));
+        vm.stopPrank();
+    }
+
+    function test_unfreeze_revertsForNonGuardian() public {
+        bytes32 role = registry.GUARDIAN_ROLE();
+        vm.prank(admin);
+        vm.expectRevert(abi.encodeWithSignature("AccessControlUnauthorizedAccount(address,bytes32)", admin, role));
+        registry.unfreeze(SERVICE);
+    }
+
+    function test_views_revertForUnknownServiceOrEndpoint() public {
+        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.UnknownService.selector, bytes32("nope")));
+        registry.authorisedRoutes(bytes32("nope"));
+        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.UnknownEndpoint.selector, SERVICE, 7));
+        registry.endpoint(SERVICE, 7);
+    }
+
     function test_updateEndpoint_revertsForUnknownEndpoint() public {
         vm.prank(admin);
         vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.UnknownEndpoint.selector, SERVICE, 9));

@@ -24,7 +24,9 @@ use lifeline_bindings::{
     FailoverConfig, FailoverTransport, RegistryClient, RouteSet, WatchConfig,
     registry::RouteRegistry::RouteSetChanged,
 };
-use lifeline_devnet::{Devnet, DevnetOptions, Fault, KeeperOptions, RequestStream, Toolchain};
+use lifeline_devnet::{
+    Devnet, DevnetOptions, Fault, KeeperOptions, RequestStream, Toolchain, wait_for_routes,
+};
 
 /// Arguments of `lifeline devnet`.
 #[derive(Debug, Args)]
@@ -99,8 +101,14 @@ impl DevnetArgs {
         let watch = WatchConfig { poll_interval: Duration::from_millis(200), ..Default::default() };
         let _follower = transport.follow(registry.clone(), devnet.service_id(), watch);
         let service = devnet.service_id();
-        let set = wait_until(&registry, service, Duration::from_secs(60), |s| s.routes.len() >= 2)
-            .await?;
+        let set = wait_for_routes(
+            &registry,
+            service,
+            "keepers fill the set",
+            Duration::from_secs(60),
+            |s| s.routes.len() >= 2,
+        )
+        .await?;
         say(
             clock,
             &format!("keepers filled the route set: epoch {}, {}", set.epoch, describe(&set)),
@@ -224,28 +232,6 @@ fn describe(set: &RouteSet) -> String {
     let routes: Vec<String> =
         set.routes.iter().map(|r| format!("#{} {}", r.id, r.region)).collect();
     format!("routes [{}]", routes.join(", "))
-}
-
-async fn wait_until<P: Provider>(
-    registry: &RegistryClient<P>,
-    service: B256,
-    limit: Duration,
-    done: impl Fn(&RouteSet) -> bool,
-) -> eyre::Result<RouteSet> {
-    let started = Instant::now();
-    loop {
-        let set = registry.routes(service).await?;
-        if done(&set) {
-            return Ok(set);
-        }
-        if started.elapsed() > limit {
-            bail!(
-                "keepers did not fill the route set within {limit:?} (epoch {}); see target/devnet/*/keeper-*.log",
-                set.epoch
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }
 
 /// The keeper whose attest transaction in block `number` flags `victim` unhealthy, if any.

@@ -5,4 +5,5 @@ mod chaos;
 mod pipeline;
 mod probes;
 mod scenarios;
+mod submit;
 mod world;

@@ -15,7 +15,9 @@ use alloy::{
     providers::{Provider, ProviderBuilder},
 };
 use lifeline_bindings::{RegistryClient, RouteSet};
-use lifeline_devnet::{Devnet, DevnetOptions, Fault, KeeperOptions, KeeperProcess, Toolchain};
+use lifeline_devnet::{
+    Devnet, DevnetOptions, Fault, KeeperOptions, KeeperProcess, Toolchain, wait_for_routes,
+};
 
 const LIFELINE: &str = env!("CARGO_BIN_EXE_lifeline");
 
@@ -38,18 +40,7 @@ async fn wait_for<P: Provider>(
     limit: Duration,
     done: impl Fn(&RouteSet) -> bool,
 ) -> eyre::Result<RouteSet> {
-    let started = Instant::now();
-    loop {
-        let set = client.routes(devnet.service_id()).await?;
-        if done(&set) {
-            return Ok(set);
-        }
-        eyre::ensure!(
-            started.elapsed() < limit,
-            "condition not reached within {limit:?}; last set: {set:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    Ok(wait_for_routes(client, devnet.service_id(), "route set condition", limit, done).await?)
 }
 
 fn ids(set: &RouteSet) -> Vec<u16> {

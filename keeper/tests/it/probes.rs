@@ -259,3 +259,32 @@ async fn forged_state_proof_is_caught() -> eyre::Result<()> {
     assert_honest_ok(&honest);
     Ok(())
 }
+
+#[tokio::test]
+async fn http_probe_reports_status() -> eyre::Result<()> {
+    let bench = bench().await?;
+    let prober = Prober::new(Duration::from_millis(400), 1 << 20);
+    let url: Url = bench.proxies[0].url().parse()?;
+    let (_, ok) = prober.http(&url).await;
+    assert_eq!(ok, Ok(()), "a reachable HTTP endpoint answers 2xx");
+    bench.proxies[0].set(Fault::HttpStatus(503));
+    assert_eq!(prober.http(&url).await.1, Err(ProbeFailure::HttpStatus(503)));
+    bench.proxies[0].set(Fault::Hang);
+    assert_eq!(prober.http(&url).await.1, Err(ProbeFailure::Timeout));
+    bench.proxies[0].set(Fault::Up);
+    Ok(())
+}
+
+#[tokio::test]
+async fn tcp_probe_reports_connect() -> eyre::Result<()> {
+    let bench = bench().await?;
+    let prober = Prober::new(Duration::from_millis(400), 1 << 20);
+    let (latency, ok) = prober.tcp(&bench.proxies[0].url().parse()?).await;
+    assert_eq!(ok, Ok(()));
+    assert!(latency < Duration::from_millis(400));
+    // A port nothing listens on: bind, learn the port, close.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let (_, closed) = prober.tcp(&format!("http://127.0.0.1:{port}").parse()?).await;
+    assert!(matches!(closed, Err(ProbeFailure::Unreachable(_))), "{closed:?}");
+    Ok(())
+}

@@ -15,6 +15,7 @@ use lifeline_bindings::{
 };
 use lifeline_devnet::{
     Devnet, DevnetOptions, FaultProxy, KeeperOptions, KeeperProcess, RequestStream, Toolchain,
+    wait_for_routes,
 };
 
 const LIFELINE: &str = env!("CARGO_BIN_EXE_lifeline");
@@ -92,21 +93,13 @@ impl World {
         limit: Duration,
         done: impl Fn(&RouteSet) -> bool,
     ) -> eyre::Result<RouteSet> {
-        let started = Instant::now();
-        loop {
-            let set = self.routes().await?;
-            if done(&set) {
-                return Ok(set);
-            }
-            if started.elapsed() > limit {
-                let logs: Vec<String> =
-                    self.keepers.iter().flatten().map(|k| k.log().display().to_string()).collect();
-                eyre::bail!(
-                    "{what}: not within {limit:?}; last set {set:?}; keeper logs: {logs:?}"
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let set =
+            wait_for_routes(&self.registry, self.devnet.service_id(), what, limit, done).await;
+        set.map_err(|e| {
+            let logs: Vec<String> =
+                self.keepers.iter().flatten().map(|k| k.log().display().to_string()).collect();
+            eyre::eyre!("{e}; keeper logs: {logs:?}")
+        })
     }
 
     pub(crate) async fn wait_for_client(&self, epoch: u32) -> eyre::Result<()> {
