@@ -2,6 +2,7 @@
 //! and the whole pipeline (keeper processes, real registry, anvil).
 
 mod chaos;
+mod cli;
 mod pipeline;
 mod probes;
 mod scenarios;
