@@ -162,9 +162,9 @@ interface IRouteRegistry {
     /* KEEPERS (health) */
 
     /// @notice Records one keeper's attestation and applies any transition its votes complete.
-    /// Anyone may relay it. Checks, in order: deadline (not past, not beyond `attestationTtl`),
-    /// service, epoch, signature (65 bytes, non-malleable, non-zero signer), keeper membership,
-    /// config version, nonce. Accepting it refreshes the service's liveness (`lastAttestedAt`).
+    /// Anyone may relay it. Checks, in order: service, deadline (not past, not beyond the
+    /// service's `attestationTtl`), epoch, signature (65 bytes, non-malleable, non-zero signer),
+    /// keeper membership, config version, nonce. Accepting it refreshes the service's liveness (`lastAttestedAt`).
     /// Emits no event of its own (the calldata is the record); transitions emit theirs.
     function attest(Attestation calldata attestation, bytes calldata signature) external;
 
