@@ -14,8 +14,8 @@ NPM_STAMP := node_modules/.lifeline-installed
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
-demo: deps ## Start a local devnet: anvil + the registry deployed and configured by the Foundry scripts
-	cargo run -p lifeline-keeper -- devnet
+demo: deps ## A whole Lifeline on 127.0.0.1 (anvil, registry, proxies, keepers, client) and a scripted failover
+	RUST_LOG=$${RUST_LOG:-warn} cargo run -p lifeline-keeper -- devnet
 
 test: deps ## Everything CI runs: formatting, lints, Solidity and Rust tests, drift checks
 	@mkdir -p target

@@ -212,7 +212,12 @@ impl<C: Connector> FailoverTransport<C> {
             return false;
         }
         if set.routes.is_empty() {
-            warn!(target: "lifeline::transport", epoch = set.epoch, "empty route set ignored");
+            // Epoch 0 with no routes is a registry whose keepers have not filled the set yet.
+            if set.epoch == 0 {
+                debug!(target: "lifeline::transport", "registry has no authorised routes yet");
+            } else {
+                warn!(target: "lifeline::transport", epoch = set.epoch, "empty route set ignored");
+            }
             return false;
         }
         let mut next = Vec::with_capacity(set.routes.len());
