@@ -2,13 +2,15 @@
 //! its verdict differs from its vote on chain (its bit in the endpoint's vote bitmaps), so a
 //! steady network costs one heartbeat per interval, not one vote per endpoint per round.
 
+use lifeline_bindings::client::Status;
+
 use crate::judge::Verdict;
 
 /// An endpoint's on-chain state, as far as the decision needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OnChain {
-    /// `EndpointStatus` as its raw value: 1 standby, 2 active, 3 demoted, 4 retired.
-    pub status: u8,
+    /// Lifecycle state.
+    pub status: Status,
     /// Ready standby.
     pub ready: bool,
     /// While demoted: unix time before which healthy votes are ignored.
@@ -18,10 +20,6 @@ pub struct OnChain {
     /// Keepers voting healthy.
     pub up_votes: u32,
 }
-
-const STANDBY: u8 = 1;
-const ACTIVE: u8 = 2;
-const DEMOTED: u8 = 3;
 
 /// The vote this keeper (bit `keeper_bit`) should cast on an endpoint, if any.
 ///
@@ -38,14 +36,15 @@ pub fn vote_to_cast(verdict: Verdict, chain: &OnChain, keeper_bit: u32, now: u64
                 return Some(true);
             }
             let vouchable = match chain.status {
-                STANDBY => !chain.ready,
-                DEMOTED => now >= chain.cooldown_until,
+                Status::Standby => !chain.ready,
+                Status::Demoted => now >= chain.cooldown_until,
                 _ => false,
             };
             (vouchable && !voted_up).then_some(true)
         }
         Verdict::Unhealthy => {
-            let flaggable = chain.status == ACTIVE || (chain.status == STANDBY && chain.ready);
+            let flaggable =
+                chain.status == Status::Active || (chain.status == Status::Standby && chain.ready);
             if (flaggable && !voted_down) || voted_up { Some(false) } else { None }
         }
     }
@@ -57,14 +56,14 @@ mod tests {
 
     const ME: u32 = 0b10;
 
-    fn chain(status: u8) -> OnChain {
+    fn chain(status: Status) -> OnChain {
         OnChain { status, ready: false, cooldown_until: 0, down_votes: 0, up_votes: 0 }
     }
 
     #[test]
     fn flags_a_failing_active_endpoint_once() {
-        assert_eq!(vote_to_cast(Verdict::Unhealthy, &chain(ACTIVE), ME, 0), Some(false));
-        let voted = OnChain { down_votes: ME, ..chain(ACTIVE) };
+        assert_eq!(vote_to_cast(Verdict::Unhealthy, &chain(Status::Active), ME, 0), Some(false));
+        let voted = OnChain { down_votes: ME, ..chain(Status::Active) };
         assert_eq!(vote_to_cast(Verdict::Unhealthy, &voted, ME, 0), None, "already recorded");
         assert_eq!(
             vote_to_cast(Verdict::Healthy, &voted, ME, 0),
@@ -75,10 +74,10 @@ mod tests {
 
     #[test]
     fn vouches_for_standbys_until_ready() {
-        assert_eq!(vote_to_cast(Verdict::Healthy, &chain(STANDBY), ME, 0), Some(true));
-        let voted = OnChain { up_votes: ME, ..chain(STANDBY) };
+        assert_eq!(vote_to_cast(Verdict::Healthy, &chain(Status::Standby), ME, 0), Some(true));
+        let voted = OnChain { up_votes: ME, ..chain(Status::Standby) };
         assert_eq!(vote_to_cast(Verdict::Healthy, &voted, ME, 0), None);
-        let ready = OnChain { ready: true, ..chain(STANDBY) };
+        let ready = OnChain { ready: true, ..chain(Status::Standby) };
         assert_eq!(vote_to_cast(Verdict::Healthy, &ready, ME, 0), None, "nothing to add");
         assert_eq!(
             vote_to_cast(Verdict::Unhealthy, &ready, ME, 0),
@@ -89,15 +88,15 @@ mod tests {
 
     #[test]
     fn waits_for_the_cooldown_before_vouching_for_a_demoted_endpoint() {
-        let demoted = OnChain { cooldown_until: 100, ..chain(DEMOTED) };
+        let demoted = OnChain { cooldown_until: 100, ..chain(Status::Demoted) };
         assert_eq!(vote_to_cast(Verdict::Healthy, &demoted, ME, 99), None);
         assert_eq!(vote_to_cast(Verdict::Healthy, &demoted, ME, 100), Some(true));
     }
 
     #[test]
     fn unknown_and_retired_cast_nothing() {
-        assert_eq!(vote_to_cast(Verdict::Unknown, &chain(ACTIVE), ME, 0), None);
-        assert_eq!(vote_to_cast(Verdict::Unhealthy, &chain(4), ME, 0), None);
-        assert_eq!(vote_to_cast(Verdict::Healthy, &chain(4), ME, 0), None);
+        assert_eq!(vote_to_cast(Verdict::Unknown, &chain(Status::Active), ME, 0), None);
+        assert_eq!(vote_to_cast(Verdict::Unhealthy, &chain(Status::Retired), ME, 0), None);
+        assert_eq!(vote_to_cast(Verdict::Healthy, &chain(Status::Retired), ME, 0), None);
     }
 }

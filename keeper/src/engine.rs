@@ -51,6 +51,9 @@ struct ServiceWatch {
     endpoints: Vec<Endpoint>,
     trackers: HashMap<u16, Tracker>,
     refreshed: Option<Instant>,
+    /// This keeper's bit in vote bitmaps, read with the endpoints (a rotation forces a refresh:
+    /// the next submission fails and clears `refreshed`).
+    keeper_bit: u32,
     last_submission: Option<Instant>,
     inflight: Option<
         tokio::task::JoinHandle<(&'static str, Result<Submitted, crate::submit::SubmitError>)>,
@@ -103,6 +106,7 @@ impl Engine {
                 endpoints: Vec::new(),
                 trackers: HashMap::new(),
                 refreshed: None,
+                keeper_bit: 0,
                 last_submission: None,
                 inflight: None,
             })
@@ -223,7 +227,7 @@ impl Pipeline {
         if !can_attest {
             return Ok(());
         }
-        let bit = self.submitter.keeper_bit().await?;
+        let bit = service.keeper_bit;
         let mut wire = Vec::new();
         for (index, verdict, latency_ms, head_lag) in verdicts {
             let Some(endpoint) = service.endpoints.iter().find(|e| e.index == index) else {
@@ -301,6 +305,7 @@ impl Pipeline {
         let id = service.id;
         let view = self.client.service(id).await?;
         let endpoints = self.client.endpoints(id).await?;
+        service.keeper_bit = self.submitter.keeper_bit().await?;
         service.chain_id = view.config.chainId;
         service.epoch = view.epoch;
         self.metrics.set(
@@ -317,12 +322,7 @@ impl Pipeline {
                     index: e.id,
                     url,
                     chain: OnChain {
-                        status: match e.status {
-                            Status::Standby => 1,
-                            Status::Active => 2,
-                            Status::Demoted => 3,
-                            Status::Retired => 4,
-                        },
+                        status: e.status,
                         ready: e.ready,
                         cooldown_until: e.cooldown_until,
                         down_votes: e.down_votes,
