@@ -40,7 +40,15 @@ async fn attest<P: Provider>(
         verdicts,
     };
     let signature = attestation::sign(&keeper.signer, &report, chain_id, *registry.address())?;
-    registry.attest(report, signature.into()).send().await?.get_receipt().await?;
+    let call = registry.attest(report, signature.into());
+    // Simulate first so that a rejection surfaces as the registry's custom error.
+    call.call().await.map_err(|e| eyre::eyre!("{}", lifeline_bindings::Error::from(e)))?;
+    let receipt = call.send().await?.get_receipt().await?;
+    eyre::ensure!(
+        receipt.status(),
+        "attestation transaction {} reverted",
+        receipt.transaction_hash
+    );
     Ok(())
 }
 
