@@ -15,7 +15,7 @@ help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 demo: deps ## A whole Lifeline on 127.0.0.1 (anvil, registry, proxies, keepers, client) and a scripted failover
-	RUST_LOG=$${RUST_LOG:-warn} cargo run -p lifeline-keeper -- devnet
+	RUST_LOG=$${RUST_LOG:-warn} cargo run -p lifeline -- devnet
 
 test: deps ## Everything CI runs: formatting, lints, Solidity and Rust tests, drift checks
 	@mkdir -p target

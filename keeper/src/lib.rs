@@ -1,6 +1,6 @@
 //! # lifeline-keeper
 //!
-//! The keeper agent and the `lifeline` command. A keeper is a pipeline; keepers never talk to
+//! The keeper agent (run by `lifeline keeper`, in the `lifeline` crate). A keeper is a pipeline; keepers never talk to
 //! each other, the registry is their only shared state.
 //!
 //! ```text
@@ -18,12 +18,8 @@
 //! ```
 //!
 //! Operating: [`config`] (TOML, every default documented), [`signer`] (keystore or environment,
-//! never the command line), [`metrics`] (Prometheus). Subcommands live one per file under
-//! [`cmd`] (`keeper`, `routes`, `devnet`); [`cli`] holds the shared option groups and `main.rs`
-//! stays thin.
+//! never the command line), [`metrics`] (Prometheus).
 
-pub mod cli;
-pub mod cmd;
 pub mod collect;
 pub mod config;
 pub mod decide;

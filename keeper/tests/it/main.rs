@@ -1,10 +1,6 @@
-//! Integration tests of the keeper: probe classification against endpoints the test controls,
-//! and the whole pipeline (keeper processes, real registry, anvil).
+//! Integration tests of the keeper library: probe classification against endpoints the test
+//! controls, and submission against a real registry on anvil. (Tests that run the `lifeline`
+//! binary live with it, in bin/lifeline/tests.)
 
-mod chaos;
-mod cli;
-mod pipeline;
 mod probes;
-mod scenarios;
 mod submit;
-mod world;

@@ -3,9 +3,11 @@
 //!
 //! anvil (1 s blocks) -> the registry deployed and configured by the Foundry scripts -> four
 //! fault-injecting endpoint proxies -> three `lifeline keeper` processes, each with its own key
-//! -> a client streaming requests through the failover transport. Then the active endpoint dies
-//! and the timeline shows: endpoint down -> first keeper flags it -> quorum reached (tx, block)
-//! -> new route set -> client switched, with the client's request and error counts.
+//! -> a client streaming requests through the failover transport -> a gateway (`lifeline
+//! gateway`, in process) with `cast` reading through it as a non-Rust client. Then the active
+//! endpoint dies and the timeline shows: endpoint down -> first keeper flags it -> quorum
+//! reached (tx, block) -> new route set -> client switched, with both clients' request and
+//! error counts.
 
 use std::{
     path::PathBuf,
@@ -25,12 +27,14 @@ use lifeline_bindings::{
     registry::RouteRegistry::RouteSetChanged,
 };
 use lifeline_devnet::{
-    Devnet, DevnetOptions, Fault, KeeperOptions, RequestStream, Toolchain, wait_for_routes,
+    DEVNET_SERVICE, Devnet, DevnetOptions, Fault, KeeperOptions, RequestStream, Toolchain,
+    wait_for_routes,
 };
+use lifeline_gateway::{Gateway, GatewayConfig};
 
 /// Arguments of `lifeline devnet`.
 #[derive(Debug, Args)]
-pub struct DevnetArgs {
+pub(crate) struct DevnetArgs {
     /// Apply this configuration (keepers, services, endpoints) and stop there: no proxies,
     /// keepers or outage (for trying a configuration file).
     #[arg(long)]
@@ -51,7 +55,7 @@ pub struct DevnetArgs {
 
 impl DevnetArgs {
     /// Runs the demo.
-    pub async fn run(self) -> eyre::Result<()> {
+    pub(crate) async fn run(self) -> eyre::Result<()> {
         let clock = Instant::now();
         let toolchain = Toolchain::locate()?;
         let options = DevnetOptions {
@@ -67,7 +71,7 @@ impl DevnetArgs {
         say(clock, &format!("registry {}", devnet.registry()));
         if self.config.is_some() {
             say(clock, "configuration applied; no keepers or outage with --config");
-            return self.hold_or_exit(&devnet).await;
+            return self.hold_or_exit(&devnet, None).await;
         }
         for (i, proxy) in devnet.proxies().iter().enumerate() {
             say(
@@ -113,11 +117,16 @@ impl DevnetArgs {
             clock,
             &format!("keepers filled the route set: epoch {}, {}", set.epoch, describe(&set)),
         );
-        wait_for_client(&transport, set.epoch).await;
+        let _ = wait_for_client(&transport, set.epoch).await;
         let client =
             ProviderBuilder::new().connect_client(RpcClient::new(transport.clone(), false));
         let load = RequestStream::start(client, Duration::from_millis(20));
         say(clock, "client   streaming eth_blockNumber every 20 ms through the failover transport");
+        let gateway = start_gateway(&devnet).await?;
+        say(clock, &format!("gateway  {} (WebSocket {})", gateway.http_url(DEVNET_SERVICE), gateway.ws_url(DEVNET_SERVICE)));
+        say(clock, &format!("gateway  admin http://{}/routes /healthz /metrics", gateway.admin_addr()));
+        let cast = CastReader::start(toolchain.cast(), gateway.http_url(DEVNET_SERVICE));
+        say(clock, "cast     reading the balance of a funded account through the gateway, back to back (a non-Rust client)");
         tokio::time::sleep(Duration::from_secs(1)).await;
 
         // The outage.
@@ -125,6 +134,7 @@ impl DevnetArgs {
         let outage = Instant::now();
         devnet.proxies()[usize::from(victim)].set(Fault::Down);
         let (requests_before, errors_before) = (load.requests(), load.errors());
+        let (cast_before, cast_errors_before) = cast.counts();
         println!();
         println!("  outage of endpoint {victim} ({})", set.routes[0].url);
         step(outage, &format!("endpoint {victim} down"));
@@ -176,8 +186,19 @@ impl DevnetArgs {
             );
         }
         step(outage, &format!("new route set: epoch {}, {}", new_set.epoch, describe(&new_set)));
-        wait_for_client(&transport, new_set.epoch).await;
-        step(outage, &format!("client switched to epoch {}", new_set.epoch));
+        if wait_for_client(&transport, new_set.epoch).await {
+            step(outage, &format!("client switched to epoch {}", new_set.epoch));
+        } else {
+            step(outage, &format!("client did NOT switch to epoch {} within 5 s", new_set.epoch));
+        }
+        let gateway_epoch = gateway.services()[0].transport().epoch();
+        if gateway_epoch >= Some(new_set.epoch) {
+            step(outage, &format!("gateway routes by epoch {}", new_set.epoch));
+        } else {
+            step(outage, &format!("gateway still on epoch {gateway_epoch:?}"));
+        }
+        // A few more reads after the switch, so both clients are seen on the new set.
+        tokio::time::sleep(Duration::from_secs(1)).await;
         println!();
         say(
             clock,
@@ -193,14 +214,28 @@ impl DevnetArgs {
         if let Some(e) = load.last_error() {
             say(clock, &format!("client   last error: {e}"));
         }
-        let result = self.hold_or_exit(&devnet).await;
+        let (cast_total, cast_errors) = cast.counts();
+        say(
+            clock,
+            &format!(
+                "cast     {cast_total} reads through the gateway, {cast_errors} errors ({} during the outage window of {} reads)",
+                cast_errors - cast_errors_before,
+                cast_total - cast_before,
+            ),
+        );
+        if let Some(e) = cast.last_error() {
+            say(clock, &format!("cast     last error: {e}"));
+        }
+        drop(cast);
+        let result = self.hold_or_exit(&devnet, Some(&gateway)).await;
+        gateway.shutdown().await;
         for keeper in &mut keepers {
             keeper.stop(Duration::from_secs(3));
         }
         result
     }
 
-    async fn hold_or_exit(&self, devnet: &Devnet) -> eyre::Result<()> {
+    async fn hold_or_exit(&self, devnet: &Devnet, gateway: Option<&Gateway>) -> eyre::Result<()> {
         if !self.hold {
             return Ok(());
         }
@@ -211,11 +246,17 @@ impl DevnetArgs {
             devnet.rpc_url(),
             devnet.registry()
         );
-        println!("  cargo run -q -p lifeline-keeper -- routes --service eth-devnet/rpc");
+        println!("  cargo run -q -p lifeline -- routes --service eth-devnet/rpc");
+        if let Some(gateway) = gateway {
+            println!("  # any JSON-RPC client, through the gateway (HTTP and WebSocket):");
+            println!("  node_modules/.bin/cast block-number --rpc-url {}", gateway.http_url(DEVNET_SERVICE));
+            println!("  # WebSocket: {}", gateway.ws_url(DEVNET_SERVICE));
+            println!("  curl -s http://{}/routes", gateway.admin_addr());
+        }
         println!(
             "  node_modules/.bin/cast call $LIFELINE_REGISTRY 'serviceIds()(bytes32[])' --rpc-url $LIFELINE_RPC_URL"
         );
-        tokio::signal::ctrl_c().await.wrap_err("waiting for Ctrl-C")?;
+        crate::cmd::wait_for_signal().await;
         Ok(())
     }
 }
@@ -258,11 +299,90 @@ async fn first_flag<P: Provider>(
     Ok(None)
 }
 
-async fn wait_for_client(transport: &FailoverTransport, epoch: u32) {
+/// Waits (at most 5 s) for the transport to route by `epoch`; false if it did not.
+async fn wait_for_client(transport: &FailoverTransport, epoch: u32) -> bool {
     for _ in 0..200 {
         if transport.epoch() >= Some(epoch) {
-            return;
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    false
+}
+
+/// The devnet's gateway, in process, on free loopback ports, following the devnet's registry.
+async fn start_gateway(devnet: &Devnet) -> eyre::Result<Gateway> {
+    let config = GatewayConfig::parse(&format!(
+        r#"
+        listen = "127.0.0.1:0"
+        admin_listen = "127.0.0.1:0"
+        [registry]
+        rpc_url = "{}"
+        address = "{}"
+        poll_interval_ms = 200
+        [[service]]
+        name = "{DEVNET_SERVICE}"
+        "#,
+        devnet.rpc_url(),
+        devnet.registry()
+    ))?;
+    let gateway = Gateway::start(config).await.wrap_err("starting the gateway")?;
+    if !gateway.ready(Duration::from_secs(10)).await {
+        bail!("the gateway found no usable route within 10 s");
+    }
+    Ok(gateway)
+}
+
+/// `cast balance` through the gateway, one process after another, counting failures: what any
+/// non-Rust client pointed at the gateway's URL sees.
+struct CastReader {
+    counts: std::sync::Arc<std::sync::Mutex<(u64, u64, Option<String>)>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl CastReader {
+    fn start(cast: PathBuf, url: String) -> Self {
+        let counts = std::sync::Arc::new(std::sync::Mutex::new((0, 0, None)));
+        let shared = counts.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let output = tokio::process::Command::new(&cast)
+                    .args(["balance", "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "--rpc-url", &url])
+                    .kill_on_drop(true)
+                    .output()
+                    .await;
+                let failure = match output {
+                    Ok(out) if out.status.success() => None,
+                    Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+                    Err(e) => Some(e.to_string()),
+                };
+                {
+                    let mut c = shared.lock().unwrap_or_else(|p| p.into_inner());
+                    c.0 += 1;
+                    if failure.is_some() {
+                        c.1 += 1;
+                        c.2 = failure;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        Self { counts, task }
+    }
+
+    /// (reads, errors).
+    fn counts(&self) -> (u64, u64) {
+        let c = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        (c.0, c.1)
+    }
+
+    fn last_error(&self) -> Option<String> {
+        self.counts.lock().unwrap_or_else(|p| p.into_inner()).2.clone()
+    }
+}
+
+impl Drop for CastReader {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

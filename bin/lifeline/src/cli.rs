@@ -3,25 +3,27 @@
 use alloy::primitives::{Address, B256};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cmd::{devnet::DevnetArgs, keeper::KeeperArgs, routes::RoutesArgs};
+use crate::cmd::{devnet::DevnetArgs, gateway::GatewayArgs, keeper::KeeperArgs, routes::RoutesArgs};
 
 /// Lifeline: autonomous, verifiable failover for DeFi infrastructure.
 #[derive(Debug, Parser)]
 #[command(name = "lifeline", version, about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// Log output format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "LIFELINE_LOG_FORMAT")]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run the keeper agent: probe, judge, attest (config: --config keeper.toml).
     Keeper(KeeperArgs),
+    /// Serve JSON-RPC (HTTP + WebSocket) through the authorised routes (config: --config gateway.toml).
+    Gateway(GatewayArgs),
     /// Print a service's authorised route set and every endpoint's state.
     Routes(RoutesArgs),
     /// Start a local devnet (anvil + registry deployed by the Foundry scripts).
@@ -30,9 +32,10 @@ pub enum Command {
 
 impl Command {
     /// Runs the subcommand.
-    pub async fn run(self) -> eyre::Result<()> {
+    pub(crate) async fn run(self) -> eyre::Result<()> {
         match self {
             Self::Keeper(args) => args.run().await,
+            Self::Gateway(args) => args.run().await,
             Self::Routes(args) => args.run().await,
             Self::Devnet(args) => args.run().await,
         }
@@ -41,7 +44,7 @@ impl Command {
 
 /// Log formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
+pub(crate) enum LogFormat {
     /// Readable lines.
     Human,
     /// One JSON object per line.
@@ -49,7 +52,7 @@ pub enum LogFormat {
 }
 
 /// Sets up `tracing` on stderr; `RUST_LOG` overrides the default `info` level.
-pub fn init_tracing(format: LogFormat) {
+pub(crate) fn init_tracing(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
@@ -61,22 +64,22 @@ pub fn init_tracing(format: LogFormat) {
 
 /// Where the registry lives.
 #[derive(Debug, Clone, Args)]
-pub struct RegistryOpts {
+pub(crate) struct RegistryOpts {
     /// JSON-RPC URL of the registry chain.
     #[arg(long, env = "LIFELINE_RPC_URL", default_value = "http://127.0.0.1:8545")]
-    pub rpc_url: String,
+    pub(crate) rpc_url: String,
     /// Address of the RouteRegistry contract.
     #[arg(long, env = "LIFELINE_REGISTRY")]
-    pub registry: Address,
+    pub(crate) registry: Address,
 }
 
 /// A service, by name (`eth-mainnet/rpc`) or by 32-byte id (`0x...`).
 #[derive(Debug, Clone)]
-pub struct ServiceRef {
+pub(crate) struct ServiceRef {
     /// What the user typed, for messages.
-    pub label: String,
+    pub(crate) label: String,
     /// The service id.
-    pub id: B256,
+    pub(crate) id: B256,
 }
 
 impl std::str::FromStr for ServiceRef {

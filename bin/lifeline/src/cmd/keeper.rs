@@ -7,12 +7,12 @@ use eyre::WrapErr;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use crate::{config::KeeperConfig, engine::Engine, metrics::Metrics, signer};
+use lifeline_keeper::{config::KeeperConfig, engine::Engine, metrics::Metrics, signer};
 
 /// Arguments of `lifeline keeper`. The signing key comes from the file's `[signer]` section
 /// (keystore, or an environment variable), never from the command line.
 #[derive(Debug, Args)]
-pub struct KeeperArgs {
+pub(crate) struct KeeperArgs {
     /// The keeper's TOML configuration (see config/keeper.example.toml).
     #[arg(long, env = "LIFELINE_KEEPER_CONFIG")]
     config: PathBuf,
@@ -20,7 +20,7 @@ pub struct KeeperArgs {
 
 impl KeeperArgs {
     /// Runs the keeper until SIGINT or SIGTERM.
-    pub async fn run(self) -> eyre::Result<()> {
+    pub(crate) async fn run(self) -> eyre::Result<()> {
         let config = KeeperConfig::load(&self.config)?;
         let signer = signer::load(&config.signer)?;
         let metrics = Metrics::default();
@@ -35,32 +35,10 @@ impl KeeperArgs {
         let engine = Engine::new(config, signer, metrics).await.wrap_err("starting the keeper")?;
         let (stop, shutdown) = watch::channel(false);
         tokio::spawn(async move {
-            wait_for_signal().await;
+            crate::cmd::wait_for_signal().await;
             info!(target: "keeper", "signal received; finishing the current round");
             let _ = stop.send(true);
         });
         engine.run(shutdown).await
-    }
-}
-
-async fn wait_for_signal() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
     }
 }

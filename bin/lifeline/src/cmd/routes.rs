@@ -11,7 +11,7 @@ use crate::cli::{RegistryOpts, ServiceRef};
 
 /// Arguments of `lifeline routes`.
 #[derive(Debug, Args)]
-pub struct RoutesArgs {
+pub(crate) struct RoutesArgs {
     #[command(flatten)]
     registry: RegistryOpts,
     /// The service, by name (e.g. eth-devnet/rpc) or 0x id.
@@ -24,7 +24,7 @@ pub struct RoutesArgs {
 
 impl RoutesArgs {
     /// Reads the registry and prints the route set and the endpoint table.
-    pub async fn run(self) -> eyre::Result<()> {
+    pub(crate) async fn run(self) -> eyre::Result<()> {
         let url = self
             .registry
             .rpc_url

@@ -1,0 +1,290 @@
+//! The gateway's TOML configuration (`config/gateway.example.toml` documents every field).
+//!
+//! Every field but the registry address and the services has a default; a bad value is refused
+//! at startup with the field and the value, e.g. `limits.max_batch = 0: must be at least 1`.
+
+use std::{net::SocketAddr, path::Path, time::Duration};
+
+use alloy::primitives::{Address, B256};
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayConfig {
+    /// Where JSON-RPC is served (HTTP POST and WebSocket on `/rpc/<service>`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Where `/routes`, `/healthz` and `/metrics` are served; keep it private.
+    #[serde(default = "default_admin_listen")]
+    pub admin_listen: SocketAddr,
+    /// The registry followed.
+    pub registry: RegistrySection,
+    /// The services served (at least one).
+    #[serde(rename = "service", default)]
+    pub services: Vec<ServiceSection>,
+    /// Limits a public-facing gateway needs.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Per-request failover tuning.
+    #[serde(default)]
+    pub transport: TransportSection,
+    /// Subscriptions (`eth_subscribe`) over WebSocket.
+    #[serde(default)]
+    pub subscriptions: SubscriptionSection,
+}
+
+/// `[registry]`: where the route sets come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrySection {
+    /// JSON-RPC URL of the registry chain.
+    pub rpc_url: String,
+    /// Address of the RouteRegistry contract.
+    pub address: Address,
+    /// How often the route set is polled for changes, milliseconds.
+    #[serde(default = "default_registry_poll_ms")]
+    pub poll_interval_ms: u64,
+}
+
+/// `[[service]]`: one service served at `/rpc/<name>` (and `/rpc/<0x id>`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSection {
+    /// The service name as registered (its id is `keccak256(name)`), e.g. `eth-mainnet/rpc`.
+    pub name: String,
+    /// Routes used until the registry's set arrives (and if none ever does).
+    #[serde(default)]
+    pub bootstrap: Vec<String>,
+    /// Methods allowed in addition to the default list (exact names, or a prefix ending in
+    /// `*`, e.g. `debug_*`).
+    #[serde(default)]
+    pub allow_methods: Vec<String>,
+    /// Methods refused even if the default list allows them (same syntax).
+    #[serde(default)]
+    pub deny_methods: Vec<String>,
+}
+
+impl ServiceSection {
+    /// The service id: `keccak256(name)`.
+    pub fn id(&self) -> B256 {
+        lifeline_bindings::service_id(&self.name)
+    }
+}
+
+/// `[limits]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request body (HTTP) or message (WebSocket), bytes; larger bodies get HTTP 413.
+    pub max_body_bytes: usize,
+    /// Largest upstream response accepted, bytes; a larger one counts as that route failing.
+    pub max_response_bytes: usize,
+    /// Most calls in one batch.
+    pub max_batch: usize,
+    /// Most client connections open at once (HTTP and WebSocket); more wait to be accepted.
+    pub max_connections: usize,
+    /// Most subscriptions on one WebSocket connection.
+    pub max_subscriptions_per_connection: usize,
+    /// Longest time one call may take, milliseconds.
+    pub request_timeout_ms: u64,
+    /// Requests per second allowed per client IP (a batch counts each call); 0 = no limit.
+    pub rate_per_ip: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: 1 << 20,
+            max_response_bytes: 32 << 20,
+            max_batch: 100,
+            max_connections: 1024,
+            max_subscriptions_per_connection: 64,
+            request_timeout_ms: 10_000,
+            rate_per_ip: 0,
+        }
+    }
+}
+
+impl Limits {
+    /// `request_timeout_ms` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// `[transport]`: the failover transport of lifeline-bindings, per service.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TransportSection {
+    /// Longest wait for one route before trying the next, milliseconds.
+    pub attempt_timeout_ms: u64,
+    /// A read still unanswered after this long is also sent to the next route, milliseconds;
+    /// 0 = no hedging.
+    pub hedge_after_ms: u64,
+}
+
+impl Default for TransportSection {
+    fn default() -> Self {
+        Self { attempt_timeout_ms: 2_000, hedge_after_ms: 250 }
+    }
+}
+
+/// `[subscriptions]`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SubscriptionSection {
+    /// How often the chain head is polled for subscriptions, milliseconds.
+    pub poll_interval_ms: u64,
+    /// Most blocks fetched in one catch-up step after a failover or a stall.
+    pub max_backfill_blocks: u64,
+}
+
+impl Default for SubscriptionSection {
+    fn default() -> Self {
+        Self { poll_interval_ms: 250, max_backfill_blocks: 256 }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8645))
+}
+
+fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9645))
+}
+
+fn default_registry_poll_ms() -> u64 {
+    500
+}
+
+impl GatewayConfig {
+    /// Reads and validates a TOML file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+            context: format!("reading {}", path.display()),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::Config(reason) => Error::Config(format!("{}: {reason}", path.display())),
+            other => other,
+        })
+    }
+
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let config: Self = toml::from_str(text).map_err(|e| Error::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Refuses values the gateway cannot work with, naming the field and the value.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |field: &str, value: &dyn std::fmt::Display, rule: &str| {
+            Err(Error::Config(format!("{field} = {value}: {rule}")))
+        };
+        if self.services.is_empty() {
+            return Err(Error::Config("no [[service]]: serve at least one service".into()));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for service in &self.services {
+            if service.name.is_empty() {
+                return bad("service.name", &"\"\"", "must not be empty");
+            }
+            if !seen.insert(service.name.as_str()) {
+                return bad("service.name", &service.name, "listed twice");
+            }
+            for url in &service.bootstrap {
+                if url.parse::<alloy::transports::http::reqwest::Url>().is_err() {
+                    return bad("service.bootstrap", url, "not a URL");
+                }
+            }
+        }
+        if self.registry.rpc_url.parse::<alloy::transports::http::reqwest::Url>().is_err() {
+            return bad("registry.rpc_url", &self.registry.rpc_url, "not a URL");
+        }
+        if self.registry.poll_interval_ms < 50 {
+            return bad("registry.poll_interval_ms", &self.registry.poll_interval_ms, "must be at least 50");
+        }
+        let l = &self.limits;
+        if l.max_body_bytes < 1024 {
+            return bad("limits.max_body_bytes", &l.max_body_bytes, "must be at least 1024");
+        }
+        if l.max_response_bytes < 1024 {
+            return bad("limits.max_response_bytes", &l.max_response_bytes, "must be at least 1024");
+        }
+        if l.max_batch == 0 {
+            return bad("limits.max_batch", &l.max_batch, "must be at least 1");
+        }
+        if l.max_connections == 0 {
+            return bad("limits.max_connections", &l.max_connections, "must be at least 1");
+        }
+        if l.request_timeout_ms < 10 {
+            return bad("limits.request_timeout_ms", &l.request_timeout_ms, "must be at least 10");
+        }
+        if self.transport.attempt_timeout_ms < 10 {
+            return bad(
+                "transport.attempt_timeout_ms",
+                &self.transport.attempt_timeout_ms,
+                "must be at least 10",
+            );
+        }
+        if self.subscriptions.poll_interval_ms < 20 {
+            return bad(
+                "subscriptions.poll_interval_ms",
+                &self.subscriptions.poll_interval_ms,
+                "must be at least 20",
+            );
+        }
+        if self.subscriptions.max_backfill_blocks == 0 {
+            return bad(
+                "subscriptions.max_backfill_blocks",
+                &self.subscriptions.max_backfill_blocks,
+                "must be at least 1",
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [registry]
+        rpc_url = "http://127.0.0.1:8545"
+        address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+        [[service]]
+        name = "eth-devnet/rpc"
+    "#;
+
+    #[test]
+    fn minimal_config_takes_safe_defaults() {
+        let config = GatewayConfig::parse(MINIMAL).expect("parses");
+        assert!(config.listen.ip().is_loopback());
+        assert!(config.admin_listen.ip().is_loopback());
+        assert_eq!(config.limits.max_batch, 100);
+        assert_eq!(config.services[0].id(), lifeline_bindings::service_id("eth-devnet/rpc"));
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let err = GatewayConfig::parse(&format!("{MINIMAL}\n[limits]\nmax_batch = 0\n"))
+            .expect_err("rejected");
+        assert!(err.to_string().contains("limits.max_batch = 0"), "{err}");
+        let twice = format!("{MINIMAL}\n[[service]]\nname = \"eth-devnet/rpc\"\n");
+        let err = GatewayConfig::parse(&twice).expect_err("rejected");
+        assert!(err.to_string().contains("listed twice"), "{err}");
+        let err = GatewayConfig::parse(&format!("{MINIMAL}\nlisten_typo = 1\n")).expect_err("unknown");
+        assert!(err.to_string().contains("listen_typo"), "{err}");
+    }
+
+    #[test]
+    fn the_example_config_is_valid() {
+        let text = include_str!("../../config/gateway.example.toml");
+        GatewayConfig::parse(text).expect("config/gateway.example.toml parses and validates");
+    }
+}

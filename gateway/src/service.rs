@@ -1,0 +1,313 @@
+//! One served service: its failover transport (fed by the registry follower), its method
+//! policy, its subscription hubs, and the call path every HTTP and WebSocket request takes.
+
+use std::{
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use alloy::{
+    primitives::B256,
+    providers::{DynProvider, Provider, ProviderBuilder},
+    rpc::{
+        client::RpcClient,
+        json_rpc::{Id, Request, RequestPacket, ResponsePacket, ResponsePayload},
+    },
+    transports::http::reqwest::Url,
+};
+use lifeline_bindings::{
+    EndpointState, FailoverConfig, FailoverTransport, RegistryClient, RouteSet, WatchConfig,
+};
+use serde_json::value::RawValue;
+use tower::Service as _;
+use tracing::{debug, info, warn};
+
+use crate::{
+    config::{GatewayConfig, ServiceSection},
+    metrics::{CallLabels, Metrics},
+    rpc::{self, Call, MethodPolicy, code},
+    subscribe::{HeadFollower, PendingFollower},
+    upstream::{RouteNames, UpstreamConnector},
+};
+
+/// How often the endpoint table (standbys included) is re-read for `/routes`.
+const ENDPOINTS_REFRESH: Duration = Duration::from_secs(3);
+
+/// What `/routes` shows of a service.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RouteView {
+    /// The authorised set in use (`None` until the registry was read).
+    pub set: Option<RouteSet>,
+    /// Every endpoint's registry state (standbys included), refreshed every few seconds.
+    pub endpoints: Vec<EndpointState>,
+    /// Unix time of the last successful registry read (0 = never).
+    pub registry_read_at: u64,
+    /// The last registry read error, if the last read failed.
+    pub registry_error: Option<String>,
+}
+
+/// One served service.
+pub struct ServiceHandle {
+    /// The service name (`/rpc/<name>`).
+    pub name: String,
+    /// Its id, `keccak256(name)` (`/rpc/<0x id>`).
+    pub id: B256,
+    transport: FailoverTransport<UpstreamConnector>,
+    client: RpcClient,
+    policy: MethodPolicy,
+    metrics: Metrics,
+    names: RouteNames,
+    view: RwLock<RouteView>,
+    next_id: AtomicU64,
+    timeout: Duration,
+    /// Heads (and the logs under them) for `newHeads` and `logs` subscriptions.
+    pub heads: HeadFollower,
+    /// Pending transaction hashes for `newPendingTransactions` subscriptions.
+    pub pending: PendingFollower,
+}
+
+impl std::fmt::Debug for ServiceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceHandle").field("name", &self.name).field("id", &self.id).finish()
+    }
+}
+
+impl ServiceHandle {
+    /// Builds a service from its config section (not yet following the registry).
+    pub fn new(section: &ServiceSection, config: &GatewayConfig, metrics: Metrics) -> Arc<Self> {
+        let names = RouteNames::default();
+        let connector = UpstreamConnector::new(
+            &section.name,
+            config.limits.max_response_bytes,
+            metrics.clone(),
+            names.clone(),
+        );
+        let hedge = config.transport.hedge_after_ms;
+        let transport = FailoverTransport::with_connector(
+            connector,
+            FailoverConfig {
+                bootstrap: section.bootstrap.iter().filter_map(|u| u.parse().ok()).collect(),
+                attempt_timeout: Duration::from_millis(config.transport.attempt_timeout_ms),
+                hedge_after: (hedge > 0).then(|| Duration::from_millis(hedge)),
+                ..Default::default()
+            },
+        );
+        let client = RpcClient::new(transport.clone(), true);
+        let poll = Duration::from_millis(config.subscriptions.poll_interval_ms);
+        Arc::new(Self {
+            name: section.name.clone(),
+            id: section.id(),
+            heads: HeadFollower::new(
+                section.name.clone(),
+                client.clone(),
+                poll,
+                config.subscriptions.max_backfill_blocks,
+                metrics.clone(),
+            ),
+            pending: PendingFollower::new(client.clone(), poll),
+            transport,
+            client,
+            policy: MethodPolicy::new(&section.allow_methods, &section.deny_methods),
+            metrics,
+            names,
+            view: RwLock::new(RouteView::default()),
+            next_id: AtomicU64::new(1),
+            timeout: config.limits.request_timeout(),
+        })
+    }
+
+    /// The failover transport (for tests and benchmarks).
+    pub fn transport(&self) -> &FailoverTransport<UpstreamConnector> {
+        &self.transport
+    }
+
+    /// A JSON-RPC client over the failover transport.
+    pub fn client(&self) -> &RpcClient {
+        &self.client
+    }
+
+    /// What `/routes` shows.
+    pub fn view(&self) -> RouteView {
+        self.view.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Whether a request could be routed now, and if not, why.
+    pub fn health(&self) -> Result<(), String> {
+        let routes = self.transport.routes();
+        if routes.is_empty() {
+            return Err(format!(
+                "service {}: no authorised route yet and no bootstrap route configured",
+                self.name
+            ));
+        }
+        if routes.iter().all(|r| r.breaker_open) {
+            return Err(format!("service {}: every route's circuit breaker is open", self.name));
+        }
+        Ok(())
+    }
+
+    /// Follows the registry: applies each new route set to the transport, and refreshes the
+    /// endpoint table for `/routes` every few seconds. Runs until the task is aborted.
+    pub async fn follow(self: Arc<Self>, registry: RegistryClient<DynProvider>, poll: Duration) {
+        let mut watcher =
+            registry.watch(self.id, WatchConfig { poll_interval: poll, ..Default::default() });
+        let labels = Metrics::service(&self.name);
+        let sets = async {
+            loop {
+                let set = watcher.next().await;
+                let names = set.routes.iter().filter_map(|r| {
+                    r.url.parse::<Url>().ok().map(|url| (url, format!("{}", r.id)))
+                });
+                self.names.set(names);
+                if self.transport.apply(&set) {
+                    info!(target: "gateway::routes", service = %self.name, epoch = set.epoch, routes = set.routes.len(), "route set applied");
+                }
+                self.metrics.epoch.get_or_create(&labels).set(i64::from(set.epoch));
+                self.metrics.routes.get_or_create(&labels).set(set.routes.len() as i64);
+                let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+                view.set = Some(set);
+                view.registry_read_at = unix_now();
+            }
+        };
+        let endpoints = async {
+            loop {
+                let read = registry.endpoints(self.id).await;
+                {
+                    let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+                    match read {
+                        Ok(endpoints) => {
+                            view.endpoints = endpoints;
+                            view.registry_error = None;
+                        }
+                        Err(e) => {
+                            debug!(target: "gateway::routes", service = %self.name, error = %e, "registry read failed");
+                            view.registry_error = Some(e.to_string());
+                        }
+                    }
+                }
+                tokio::time::sleep(ENDPOINTS_REFRESH).await;
+            }
+        };
+        tokio::join!(sets, endpoints);
+    }
+
+    /// Answers one call: the JSON text of the response object.
+    pub async fn call(&self, call: &Call) -> String {
+        let started = Instant::now();
+        let labels =
+            CallLabels { service: self.name.clone(), method: rpc::method_label(&call.method).into() };
+        let answer = self.route(call).await;
+        self.metrics.requests.get_or_create(&labels).inc();
+        self.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        match answer {
+            Ok(text) => text,
+            Err((code, message)) => {
+                self.metrics.errors.get_or_create(&labels).inc();
+                rpc::error(call.id.as_deref(), code, &message).to_string()
+            }
+        }
+    }
+
+    /// The gateway's own refusal of a call, or `None` when it may go upstream.
+    pub fn refuse(&self, call: &Call) -> Option<(i64, String)> {
+        match call.method.as_str() {
+            "eth_subscribe" | "eth_unsubscribe" => Some((
+                code::METHOD_NOT_FOUND,
+                format!("{} needs a WebSocket connection (ws://.../rpc/{})", call.method, self.name),
+            )),
+            method if !self.policy.allows(method) => Some((
+                code::METHOD_NOT_FOUND,
+                format!("method {method} is not available on this gateway (service {})", self.name),
+            )),
+            _ => None,
+        }
+    }
+
+    async fn route(&self, call: &Call) -> Result<String, (i64, String)> {
+        if let Some(refusal) = self.refuse(call) {
+            return Err(refusal);
+        }
+        let id = Id::Number(self.next_id.fetch_add(1, Ordering::Relaxed));
+        let request = Request::new(call.method.clone(), id, call.params.clone())
+            .serialize()
+            .map_err(|e| (code::INVALID_PARAMS, format!("invalid params: {e}")))?;
+        let before = self.transport.stats().failovers;
+        let mut transport = self.transport.clone();
+        let sent = tokio::time::timeout(self.timeout, transport.call(RequestPacket::Single(request))).await;
+        if self.transport.stats().failovers > before {
+            self.metrics.failovers.get_or_create(&Metrics::service(&self.name)).inc();
+        }
+        let packet = match sent {
+            Err(_) => {
+                return Err((
+                    code::INTERNAL_ERROR,
+                    format!("no route answered within limits.request_timeout_ms ({:?})", self.timeout),
+                ));
+            }
+            Ok(Err(e)) => {
+                warn!(target: "gateway::rpc", service = %self.name, method = %call.method, error = %e, "call failed on every route");
+                return Err((code::INTERNAL_ERROR, format!("service {}: {e}", self.name)));
+            }
+            Ok(Ok(packet)) => packet,
+        };
+        let ResponsePacket::Single(response) = packet else {
+            return Err((code::INTERNAL_ERROR, "upstream answered a batch to a single call".into()));
+        };
+        Ok(match &response.payload {
+            ResponsePayload::Success(result) => rpc::success_text(call.id.as_deref(), result),
+            ResponsePayload::Failure(err) => rpc::failure_text(
+                call.id.as_deref(),
+                err.code,
+                &err.message,
+                err.data.as_deref(),
+            ),
+        })
+    }
+
+    /// A raw JSON value call through the failover transport, for the gateway's own reads.
+    pub async fn request(
+        &self,
+        method: &'static str,
+        params: serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        self.client.request::<_, serde_json::Value>(method, params).await.map_err(|e| e.to_string())
+    }
+}
+
+/// A registry client for the gateway's follower tasks.
+pub fn registry_client(config: &GatewayConfig) -> crate::Result<RegistryClient<DynProvider>> {
+    let url: Url = config.registry.rpc_url.parse().map_err(|e| {
+        crate::Error::Config(format!("registry.rpc_url = {}: {e}", config.registry.rpc_url))
+    })?;
+    let provider = ProviderBuilder::new().connect_http(url).erased();
+    Ok(RegistryClient::new(config.registry.address, provider))
+}
+
+/// Raw JSON for a value (serialising a `Value` cannot fail).
+pub fn raw(value: &serde_json::Value) -> Box<RawValue> {
+    serde_json::value::to_raw_value(value).unwrap_or_default()
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Reads the registry's code once at startup so a wrong address fails fast.
+pub async fn check_registry(registry: &RegistryClient<DynProvider>) -> crate::Result<()> {
+    let address = *registry.contract().address();
+    let code = registry
+        .contract()
+        .provider()
+        .get_code_at(address)
+        .await
+        .map_err(|e| crate::Error::Registry(format!("reading the code at {address}: {e}")))?;
+    if code.is_empty() {
+        return Err(crate::Error::Registry(format!(
+            "registry.address = {address}: no contract there on this chain"
+        )));
+    }
+    Ok(())
+}
