@@ -178,6 +178,11 @@ impl Devnet {
         format!("http://127.0.0.1:{}", self.anvil.port())
     }
 
+    /// The chain's WebSocket URL: anvil serves it on the same port as [`Self::rpc_url`].
+    pub fn ws_url(&self) -> String {
+        format!("ws://127.0.0.1:{}", self.anvil.port())
+    }
+
     /// The chain id.
     pub fn chain_id(&self) -> u64 {
         self.anvil.chain_id()
@@ -199,7 +204,8 @@ impl Devnet {
         self.anvil.keys()[index].clone().into()
     }
 
-    /// The fault-injecting proxies, one per endpoint, in endpoint-index order.
+    /// The fault-injecting proxies, one per endpoint, in endpoint-index order. Each also passes
+    /// WebSocket connections through to anvil (see [`FaultProxy::ws_url`]).
     pub fn proxies(&self) -> &[FaultProxy] {
         &self.proxies
     }

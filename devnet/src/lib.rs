@@ -13,10 +13,16 @@
 //!     '--forge script Configure.s.sol (config JSON)--> keepers, services, endpoints
 //!
 //!  FaultProxy (127.0.0.1, one per endpoint) --forward--> anvil
+//!     |  HTTP JSON-RPC and WebSocket pass-through (ws://, same port; frames piped both ways)
 //!     faults on command: down, hang, slow, HTTP 5xx/429, JSON-RPC error, garbage, oversized,
 //!     wrong chain id, lag, future head, stalled head, divergent hash, bad state proof
+//!     (rewrites apply to HTTP; WebSocket frames pass unchanged except down and hang)
+//!
+//!  LogEmitter --deploy (hand-assembled bytecode)--> Tick contract
+//!     '--one call every period--> LOG1 Tick(uint256) per call (aborted on drop)
 //! ```
 
+pub mod emitter;
 pub mod load;
 pub mod observe;
 pub mod proxy;
@@ -26,6 +32,7 @@ pub mod toolchain;
 mod chain;
 
 pub use chain::{DEVNET_SERVICE, Devnet, DevnetOptions, KeeperOptions, KeeperProcess};
+pub use emitter::{LogEmitter, TICK_TOPIC};
 pub use load::RequestStream;
 pub use observe::{wait_for_routes, write_report};
 pub use proxy::{Fault, FaultProxy};

@@ -206,14 +206,22 @@ impl GatewayConfig {
             return bad("registry.rpc_url", &self.registry.rpc_url, "not a URL");
         }
         if self.registry.poll_interval_ms < 50 {
-            return bad("registry.poll_interval_ms", &self.registry.poll_interval_ms, "must be at least 50");
+            return bad(
+                "registry.poll_interval_ms",
+                &self.registry.poll_interval_ms,
+                "must be at least 50",
+            );
         }
         let l = &self.limits;
         if l.max_body_bytes < 1024 {
             return bad("limits.max_body_bytes", &l.max_body_bytes, "must be at least 1024");
         }
         if l.max_response_bytes < 1024 {
-            return bad("limits.max_response_bytes", &l.max_response_bytes, "must be at least 1024");
+            return bad(
+                "limits.max_response_bytes",
+                &l.max_response_bytes,
+                "must be at least 1024",
+            );
         }
         if l.max_batch == 0 {
             return bad("limits.max_batch", &l.max_batch, "must be at least 1");
@@ -278,7 +286,8 @@ mod tests {
         let twice = format!("{MINIMAL}\n[[service]]\nname = \"eth-devnet/rpc\"\n");
         let err = GatewayConfig::parse(&twice).expect_err("rejected");
         assert!(err.to_string().contains("listed twice"), "{err}");
-        let err = GatewayConfig::parse(&format!("{MINIMAL}\nlisten_typo = 1\n")).expect_err("unknown");
+        let err =
+            GatewayConfig::parse(&format!("{MINIMAL}\nlisten_typo = 1\n")).expect_err("unknown");
         assert!(err.to_string().contains("listen_typo"), "{err}");
     }
 

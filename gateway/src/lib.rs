@@ -92,22 +92,30 @@ impl Gateway {
             .map(|section| ServiceHandle::new(section, &config, metrics.clone()))
             .collect();
         let bind = |addr: SocketAddr, what: &'static str| async move {
-            TcpListener::bind(addr)
-                .await
-                .map_err(|source| Error::Io { context: format!("binding the {what} listener on {addr}"), source })
+            TcpListener::bind(addr).await.map_err(|source| Error::Io {
+                context: format!("binding the {what} listener on {addr}"),
+                source,
+            })
         };
         let rpc_listener = bind(config.listen, "JSON-RPC").await?;
         let admin_listener = bind(config.admin_listen, "admin").await?;
         let local = |l: &TcpListener| {
-            l.local_addr().map_err(|source| Error::Io { context: "reading a listener address".into(), source })
+            l.local_addr().map_err(|source| Error::Io {
+                context: "reading a listener address".into(),
+                source,
+            })
         };
         let (rpc_addr, admin_addr) = (local(&rpc_listener)?, local(&admin_listener)?);
 
         let (stop, shutdown) = watch::channel(false);
         let poll = Duration::from_millis(config.registry.poll_interval_ms);
         let max_connections = config.limits.max_connections;
-        let state =
-            Arc::new(server::AppState::new(config, metrics.clone(), services.clone(), shutdown.clone()));
+        let state = Arc::new(server::AppState::new(
+            config,
+            metrics.clone(),
+            services.clone(),
+            shutdown.clone(),
+        ));
         let mut tasks = JoinSet::new();
         for service in &services {
             let follower = service.clone().follow(registry.clone(), poll);
@@ -120,8 +128,8 @@ impl Gateway {
             });
         }
         let listener = server::LimitedListener::new(rpc_listener, max_connections, metrics.clone());
-        let app = server::rpc_router(state.clone())
-            .into_make_service_with_connect_info::<server::Peer>();
+        let app =
+            server::rpc_router(state.clone()).into_make_service_with_connect_info::<server::Peer>();
         let mut stop_rpc = shutdown.clone();
         tasks.spawn(async move {
             let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
@@ -191,10 +199,9 @@ impl Gateway {
     /// WebSocket connections with a close frame.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        let drained = tokio::time::timeout(DRAIN, async {
-            while self.tasks.join_next().await.is_some() {}
-        })
-        .await;
+        let drained =
+            tokio::time::timeout(DRAIN, async { while self.tasks.join_next().await.is_some() {} })
+                .await;
         if drained.is_err() {
             warn!(target: "gateway", "in-flight requests still running after {DRAIN:?}; stopping them");
             self.tasks.abort_all();

@@ -95,11 +95,14 @@ impl Default for Metrics {
         let mut registry = Registry::with_prefix("lifeline_gateway");
         let requests = Family::<CallLabels, Counter>::default();
         let errors = Family::<CallLabels, Counter>::default();
-        let latency = Family::<CallLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let latency = Family::<CallLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let route_requests = Family::<RouteLabels, Counter>::default();
         let route_errors = Family::<RouteLabels, Counter>::default();
-        let route_latency =
-            Family::<RouteLabels, Histogram>::new_with_constructor(latency_histogram as fn() -> Histogram);
+        let route_latency = Family::<RouteLabels, Histogram>::new_with_constructor(
+            latency_histogram as fn() -> Histogram,
+        );
         let failovers = Family::<ServiceLabels, Counter>::default();
         let epoch = Family::<ServiceLabels, Gauge>::default();
         let routes = Family::<ServiceLabels, Gauge>::default();
@@ -114,16 +117,32 @@ impl Default for Metrics {
         registry.register("request_duration_seconds", "Client call latency", latency.clone());
         registry.register("route_requests", "Upstream attempts", route_requests.clone());
         registry.register("route_errors", "Upstream attempts that failed", route_errors.clone());
-        registry.register("route_duration_seconds", "Upstream attempt latency", route_latency.clone());
+        registry.register(
+            "route_duration_seconds",
+            "Upstream attempt latency",
+            route_latency.clone(),
+        );
         registry.register("failovers", "Calls that needed more than one route", failovers.clone());
         registry.register("epoch", "Registry epoch of the route set in use", epoch.clone());
         registry.register("authorised_routes", "Routes in the set in use", routes.clone());
         registry.register("subscriptions", "Open subscriptions", subscriptions.clone());
-        registry.register("resubscribes", "Head follower route changes and gap recoveries", resubscribes.clone());
-        registry.register("backfilled", "Items delivered from a catch-up after a gap", backfilled.clone());
+        registry.register(
+            "resubscribes",
+            "Head follower route changes and gap recoveries",
+            resubscribes.clone(),
+        );
+        registry.register(
+            "backfilled",
+            "Items delivered from a catch-up after a gap",
+            backfilled.clone(),
+        );
         registry.register("reorged_blocks", "Reorged-out blocks seen", reorged_blocks.clone());
         registry.register("connections", "Open client connections", connections.clone());
-        registry.register("rate_limited", "Requests refused by the per-IP rate limit", rate_limited.clone());
+        registry.register(
+            "rate_limited",
+            "Requests refused by the per-IP rate limit",
+            rate_limited.clone(),
+        );
         Self {
             registry: Arc::new(Mutex::new(registry)),
             requests,

@@ -71,7 +71,11 @@ fn validate(value: Value) -> Result<Call, Value> {
     };
     let id_value = || id.as_deref().map(|raw| raw.get().to_string());
     if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err(error_raw(id_value(), code::INVALID_REQUEST, "invalid request: jsonrpc must be \"2.0\""));
+        return Err(error_raw(
+            id_value(),
+            code::INVALID_REQUEST,
+            "invalid request: jsonrpc must be \"2.0\"",
+        ));
     }
     let method = match object.remove("method") {
         Some(Value::String(method)) if !method.is_empty() => method,
@@ -119,7 +123,12 @@ pub fn success_text(id: Option<&RawValue>, result: &RawValue) -> String {
 }
 
 /// Writes an upstream's error object (a revert, say) under the client's id.
-pub fn failure_text(id: Option<&RawValue>, code: i64, message: &str, data: Option<&RawValue>) -> String {
+pub fn failure_text(
+    id: Option<&RawValue>,
+    code: i64,
+    message: &str,
+    data: Option<&RawValue>,
+) -> String {
     let id = id.map_or("null", RawValue::get);
     let message = Value::String(message.to_string());
     match data {
@@ -127,7 +136,9 @@ pub fn failure_text(id: Option<&RawValue>, code: i64, message: &str, data: Optio
             r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message},"data":{}}}}}"#,
             data.get()
         ),
-        None => format!(r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#),
+        None => format!(
+            r#"{{"jsonrpc":"2.0","id":{id},"error":{{"code":{code},"message":{message}}}}}"#
+        ),
     }
 }
 
@@ -234,7 +245,8 @@ mod tests {
         let err = parse(b"{not json").expect_err("parse error");
         assert_eq!(err["error"]["code"], code::PARSE_ERROR);
         assert_eq!(parse(b"[]").expect_err("empty batch")["error"]["code"], code::INVALID_REQUEST);
-        let Ok(Incoming::Single(Err(e))) = parse(br#"{"jsonrpc":"1.0","id":7,"method":"x"}"#) else {
+        let Ok(Incoming::Single(Err(e))) = parse(br#"{"jsonrpc":"1.0","id":7,"method":"x"}"#)
+        else {
             panic!("expected an invalid single request")
         };
         assert_eq!(e["error"]["code"], code::INVALID_REQUEST);

@@ -57,7 +57,8 @@ impl AppState {
             by_name.insert(service.name.clone(), service.clone());
             by_name.insert(service.id.to_string(), service.clone());
         }
-        let limiter = (config.limits.rate_per_ip > 0).then(|| RateLimiter::new(config.limits.rate_per_ip));
+        let limiter =
+            (config.limits.rate_per_ip > 0).then(|| RateLimiter::new(config.limits.rate_per_ip));
         Self { config, metrics, services, by_name, limiter, shutdown }
     }
 
@@ -243,7 +244,10 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
     if problems.is_empty() {
         (StatusCode::OK, Json(json!({ "status": "ok" }))).into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "status": "unavailable", "reasons": problems })))
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "unavailable", "reasons": problems })),
+        )
             .into_response()
     }
 }
@@ -291,7 +295,9 @@ impl RateLimiter {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Peer(pub(crate) SocketAddr);
 
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, LimitedListener>> for Peer {
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, LimitedListener>>
+    for Peer
+{
     fn connect_info(stream: axum::serve::IncomingStream<'_, LimitedListener>) -> Self {
         Self(*stream.remote_addr())
     }

@@ -197,8 +197,10 @@ impl ServiceHandle {
     /// Answers one call: the JSON text of the response object.
     pub async fn call(&self, call: &Call) -> String {
         let started = Instant::now();
-        let labels =
-            CallLabels { service: self.name.clone(), method: rpc::method_label(&call.method).into() };
+        let labels = CallLabels {
+            service: self.name.clone(),
+            method: rpc::method_label(&call.method).into(),
+        };
         let answer = self.route(call).await;
         self.metrics.requests.get_or_create(&labels).inc();
         self.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
@@ -216,7 +218,10 @@ impl ServiceHandle {
         match call.method.as_str() {
             "eth_subscribe" | "eth_unsubscribe" => Some((
                 code::METHOD_NOT_FOUND,
-                format!("{} needs a WebSocket connection (ws://.../rpc/{})", call.method, self.name),
+                format!(
+                    "{} needs a WebSocket connection (ws://.../rpc/{})",
+                    call.method, self.name
+                ),
             )),
             method if !self.policy.allows(method) => Some((
                 code::METHOD_NOT_FOUND,
@@ -236,7 +241,9 @@ impl ServiceHandle {
             .map_err(|e| (code::INVALID_PARAMS, format!("invalid params: {e}")))?;
         let before = self.transport.stats().failovers;
         let mut transport = self.transport.clone();
-        let sent = tokio::time::timeout(self.timeout, transport.call(RequestPacket::Single(request))).await;
+        let sent =
+            tokio::time::timeout(self.timeout, transport.call(RequestPacket::Single(request)))
+                .await;
         if self.transport.stats().failovers > before {
             self.metrics.failovers.get_or_create(&Metrics::service(&self.name)).inc();
         }
@@ -244,7 +251,10 @@ impl ServiceHandle {
             Err(_) => {
                 return Err((
                     code::INTERNAL_ERROR,
-                    format!("no route answered within limits.request_timeout_ms ({:?})", self.timeout),
+                    format!(
+                        "no route answered within limits.request_timeout_ms ({:?})",
+                        self.timeout
+                    ),
                 ));
             }
             Ok(Err(e)) => {
@@ -254,16 +264,16 @@ impl ServiceHandle {
             Ok(Ok(packet)) => packet,
         };
         let ResponsePacket::Single(response) = packet else {
-            return Err((code::INTERNAL_ERROR, "upstream answered a batch to a single call".into()));
+            return Err((
+                code::INTERNAL_ERROR,
+                "upstream answered a batch to a single call".into(),
+            ));
         };
         Ok(match &response.payload {
             ResponsePayload::Success(result) => rpc::success_text(call.id.as_deref(), result),
-            ResponsePayload::Failure(err) => rpc::failure_text(
-                call.id.as_deref(),
-                err.code,
-                &err.message,
-                err.data.as_deref(),
-            ),
+            ResponsePayload::Failure(err) => {
+                rpc::failure_text(call.id.as_deref(), err.code, &err.message, err.data.as_deref())
+            }
         })
     }
 

@@ -241,7 +241,10 @@ impl Walker {
         if backfilled {
             self.metrics
                 .backfilled
-                .get_or_create(&KindLabels { service: self.service.clone(), kind: "newHeads".into() })
+                .get_or_create(&KindLabels {
+                    service: self.service.clone(),
+                    kind: "newHeads".into(),
+                })
                 .inc();
         }
         self.recent.push_back(block.clone());
@@ -445,16 +448,18 @@ async fn poll_pending(client: RpcClient, poll: Duration, sender: broadcast::Send
         }
         let id = match &filter {
             Some(id) => id.clone(),
-            None => match client.request_noparams::<String>("eth_newPendingTransactionFilter").await {
-                Ok(id) => {
-                    filter = Some(id.clone());
-                    id
+            None => {
+                match client.request_noparams::<String>("eth_newPendingTransactionFilter").await {
+                    Ok(id) => {
+                        filter = Some(id.clone());
+                        id
+                    }
+                    Err(e) => {
+                        debug!(target: "gateway::subscribe", error = %e, "no route took a pending-transaction filter");
+                        continue;
+                    }
                 }
-                Err(e) => {
-                    debug!(target: "gateway::subscribe", error = %e, "no route took a pending-transaction filter");
-                    continue;
-                }
-            },
+            }
         };
         match client.request::<_, Vec<String>>("eth_getFilterChanges", [id]).await {
             Ok(hashes) => {

@@ -57,7 +57,12 @@ pub struct UpstreamConnector {
 
 impl UpstreamConnector {
     /// A connector for `service`'s routes.
-    pub fn new(service: &str, max_response_bytes: usize, metrics: Metrics, names: RouteNames) -> Self {
+    pub fn new(
+        service: &str,
+        max_response_bytes: usize,
+        metrics: Metrics,
+        names: RouteNames,
+    ) -> Self {
         let client = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
@@ -134,12 +139,15 @@ async fn post(
             String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned(),
         ));
     }
-    serde_json::from_slice(&body)
-        .map_err(|err| TransportError::deser_err(err, String::from_utf8_lossy(&body[..body.len().min(256)])))
+    serde_json::from_slice(&body).map_err(|err| {
+        TransportError::deser_err(err, String::from_utf8_lossy(&body[..body.len().min(256)]))
+    })
 }
 
 fn too_large(limit: usize) -> TransportError {
-    TransportErrorKind::custom_str(&format!("answer larger than limits.max_response_bytes ({limit} bytes)"))
+    TransportErrorKind::custom_str(&format!(
+        "answer larger than limits.max_response_bytes ({limit} bytes)"
+    ))
 }
 
 impl Service<RequestPacket> for Upstream {

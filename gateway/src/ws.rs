@@ -59,7 +59,11 @@ pub(crate) async fn session(
             Some(Ok(Message::Binary(bytes))) => match Utf8Bytes::try_from(bytes) {
                 Ok(text) => text,
                 Err(_) => {
-                    let answer = rpc::error(None, code::PARSE_ERROR, "parse error: binary frame is not UTF-8");
+                    let answer = rpc::error(
+                        None,
+                        code::PARSE_ERROR,
+                        "parse error: binary frame is not UTF-8",
+                    );
                     let _ = out.send(Message::Text(answer.to_string().into())).await;
                     continue;
                 }
@@ -68,7 +72,8 @@ pub(crate) async fn session(
             Some(Ok(_)) => continue, // ping/pong: axum answers pings itself
         };
         if text.len() > state.config.limits.max_body_bytes {
-            let frame = CloseFrame { code: 1009, reason: Utf8Bytes::from_static("message too big") };
+            let frame =
+                CloseFrame { code: 1009, reason: Utf8Bytes::from_static("message too big") };
             let _ = out.send(Message::Close(Some(frame))).await;
             break;
         }
@@ -86,7 +91,11 @@ pub(crate) async fn session(
                     let answer = rpc::error(
                         None,
                         code::INVALID_REQUEST,
-                        &format!("batch of {} calls exceeds limits.max_batch ({})", calls.len(), state.config.limits.max_batch),
+                        &format!(
+                            "batch of {} calls exceeds limits.max_batch ({})",
+                            calls.len(),
+                            state.config.limits.max_batch
+                        ),
                     );
                     let _ = out.send(Message::Text(answer.to_string().into())).await;
                     continue;
@@ -124,9 +133,12 @@ pub(crate) async fn session(
                 let _ = out.send(Message::Text(answer.into())).await;
             }
             "eth_unsubscribe" => {
-                let id = serde_json::from_str::<Vec<String>>(call.params.get()).ok().and_then(|p| p.into_iter().next());
+                let id = serde_json::from_str::<Vec<String>>(call.params.get())
+                    .ok()
+                    .and_then(|p| p.into_iter().next());
                 let removed = id.and_then(|id| subs.remove(&id)).map(|task| task.abort()).is_some();
-                let answer = rpc::success_text(call.id.as_deref(), &crate::service::raw(&json!(removed)));
+                let answer =
+                    rpc::success_text(call.id.as_deref(), &crate::service::raw(&json!(removed)));
                 let _ = out.send(Message::Text(answer.into())).await;
             }
             _ => {
@@ -201,7 +213,8 @@ fn subscribe(
                             }
                         }
                         Ok(ChainEvent::Reorg(_)) => {}
-                        Err(broadcast::error::RecvError::Lagged(_)) | Err(broadcast::error::RecvError::Closed) => {
+                        Err(broadcast::error::RecvError::Lagged(_))
+                        | Err(broadcast::error::RecvError::Closed) => {
                             notify.close("subscriber too slow").await;
                             return;
                         }
@@ -279,7 +292,9 @@ fn subscribe(
         other => {
             return fail(
                 code::INVALID_PARAMS,
-                &format!("unsupported subscription {other:?}: newHeads, logs or newPendingTransactions"),
+                &format!(
+                    "unsupported subscription {other:?}: newHeads, logs or newPendingTransactions"
+                ),
             );
         }
     };
@@ -330,8 +345,10 @@ fn rand_id() -> [u8; 16] {
             atomic::{AtomicU64, Ordering},
         },
     };
-    static KEYS: OnceLock<(std::collections::hash_map::RandomState, std::collections::hash_map::RandomState)> =
-        OnceLock::new();
+    static KEYS: OnceLock<(
+        std::collections::hash_map::RandomState,
+        std::collections::hash_map::RandomState,
+    )> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let (a, b) = KEYS.get_or_init(Default::default);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);

@@ -3,7 +3,9 @@
 use alloy::primitives::{Address, B256};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::cmd::{devnet::DevnetArgs, gateway::GatewayArgs, keeper::KeeperArgs, routes::RoutesArgs};
+use crate::cmd::{
+    devnet::DevnetArgs, gateway::GatewayArgs, keeper::KeeperArgs, routes::RoutesArgs,
+};
 
 /// Lifeline: autonomous, verifiable failover for DeFi infrastructure.
 #[derive(Debug, Parser)]

@@ -123,10 +123,23 @@ impl DevnetArgs {
         let load = RequestStream::start(client, Duration::from_millis(20));
         say(clock, "client   streaming eth_blockNumber every 20 ms through the failover transport");
         let gateway = start_gateway(&devnet).await?;
-        say(clock, &format!("gateway  {} (WebSocket {})", gateway.http_url(DEVNET_SERVICE), gateway.ws_url(DEVNET_SERVICE)));
-        say(clock, &format!("gateway  admin http://{}/routes /healthz /metrics", gateway.admin_addr()));
+        say(
+            clock,
+            &format!(
+                "gateway  {} (WebSocket {})",
+                gateway.http_url(DEVNET_SERVICE),
+                gateway.ws_url(DEVNET_SERVICE)
+            ),
+        );
+        say(
+            clock,
+            &format!("gateway  admin http://{}/routes /healthz /metrics", gateway.admin_addr()),
+        );
         let cast = CastReader::start(toolchain.cast(), gateway.http_url(DEVNET_SERVICE));
-        say(clock, "cast     reading the balance of a funded account through the gateway, back to back (a non-Rust client)");
+        say(
+            clock,
+            "cast     reading the balance of a funded account through the gateway, back to back (a non-Rust client)",
+        );
         tokio::time::sleep(Duration::from_secs(1)).await;
 
         // The outage.
@@ -249,7 +262,10 @@ impl DevnetArgs {
         println!("  cargo run -q -p lifeline -- routes --service eth-devnet/rpc");
         if let Some(gateway) = gateway {
             println!("  # any JSON-RPC client, through the gateway (HTTP and WebSocket):");
-            println!("  node_modules/.bin/cast block-number --rpc-url {}", gateway.http_url(DEVNET_SERVICE));
+            println!(
+                "  node_modules/.bin/cast block-number --rpc-url {}",
+                gateway.http_url(DEVNET_SERVICE)
+            );
             println!("  # WebSocket: {}", gateway.ws_url(DEVNET_SERVICE));
             println!("  curl -s http://{}/routes", gateway.admin_addr());
         }
@@ -347,7 +363,12 @@ impl CastReader {
         let task = tokio::spawn(async move {
             loop {
                 let output = tokio::process::Command::new(&cast)
-                    .args(["balance", "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266", "--rpc-url", &url])
+                    .args([
+                        "balance",
+                        "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+                        "--rpc-url",
+                        &url,
+                    ])
                     .kill_on_drop(true)
                     .output()
                     .await;

@@ -40,7 +40,8 @@ async fn gateway_serves_real_clients_and_subscribers_across_an_outage() -> eyre:
     let (http, ws) = (gateway.http_url(DEVNET_SERVICE), gateway.ws_url(DEVNET_SERVICE));
 
     // A WebSocket subscriber: newHeads and the emitter's logs.
-    let subscriber = tokio::spawn(subscribe(ws.clone(), emitter.address(), RUN + Duration::from_secs(4)));
+    let subscriber =
+        tokio::spawn(subscribe(ws.clone(), emitter.address(), RUN + Duration::from_secs(4)));
 
     // viem and ethers, each with its own key (from the environment only).
     let root = world.toolchain.root().to_path_buf();
@@ -62,7 +63,13 @@ async fn gateway_serves_real_clients_and_subscribers_across_an_outage() -> eyre:
     };
     let viem = node_client("viem", 6)?;
     let ethers = node_client("ethers", 7)?;
-    let cast = tokio::spawn(cast_loop(world.toolchain.cast(), http.clone(), devnet.account(8), devnet.chain_id(), RUN));
+    let cast = tokio::spawn(cast_loop(
+        world.toolchain.cast(),
+        http.clone(),
+        devnet.account(8),
+        devnet.chain_id(),
+        RUN,
+    ));
 
     // The outage: the active route dies; keepers demote it; the gateway follows.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -74,7 +81,11 @@ async fn gateway_serves_real_clients_and_subscribers_across_an_outage() -> eyre:
         .await?;
     let started = Instant::now();
     while gateway.services()[0].transport().epoch() < Some(after.epoch) {
-        eyre::ensure!(started.elapsed() < Duration::from_secs(10), "gateway never reached epoch {}", after.epoch);
+        eyre::ensure!(
+            started.elapsed() < Duration::from_secs(10),
+            "gateway never reached epoch {}",
+            after.epoch
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
@@ -89,9 +100,14 @@ async fn gateway_serves_real_clients_and_subscribers_across_an_outage() -> eyre:
         assert!(n("tx_sent") >= 5, "{name} sent transactions: {report}");
         assert_eq!(n("tx_mined"), n("tx_sent"), "{name}: every transaction mined: {report}");
         assert_eq!(n("ws_errors"), 0, "{name}: WebSocket errors: {report}");
-        let heads: Vec<u64> = report["heads"].as_array().map_or(Vec::new(), |h| h.iter().filter_map(Value::as_u64).collect());
+        let heads: Vec<u64> = report["heads"]
+            .as_array()
+            .map_or(Vec::new(), |h| h.iter().filter_map(Value::as_u64).collect());
         assert!(heads.len() >= 8, "{name} received heads over WebSocket: {report}");
-        assert!(heads.windows(2).all(|w| w[1] == w[0] + 1), "{name}: heads without gap or repeat: {heads:?}");
+        assert!(
+            heads.windows(2).all(|w| w[1] == w[0] + 1),
+            "{name}: heads without gap or repeat: {heads:?}"
+        );
     }
     assert!(cast.reads > 20, "cast ran: {cast:?}");
     assert_eq!(cast.errors, 0, "cast saw errors through the gateway: {cast:?}");
@@ -111,7 +127,11 @@ async fn gateway_serves_real_clients_and_subscribers_across_an_outage() -> eyre:
             .await?
             .ok_or_else(|| eyre::eyre!("anvil has no block {number}"))?;
         let delivered = seen.heads.get(&number).map(Vec::as_slice).unwrap_or_default();
-        assert_eq!(delivered, [block.header.hash], "block {number} delivered exactly once, canonical");
+        assert_eq!(
+            delivered,
+            [block.header.hash],
+            "block {number} delivered exactly once, canonical"
+        );
     }
     let filter = Filter::new().address(emitter.address()).from_block(first).to_block(last);
     let expected: Vec<(B256, u64)> = anvil
@@ -155,11 +175,15 @@ async fn start_gateway(world: &World) -> eyre::Result<Gateway> {
 }
 
 async fn finish(child: tokio::process::Child) -> eyre::Result<Value> {
-    let out = tokio::time::timeout(RUN + Duration::from_secs(40), child.wait_with_output()).await??;
+    let out =
+        tokio::time::timeout(RUN + Duration::from_secs(40), child.wait_with_output()).await??;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(line).map_err(|e| {
-        eyre::eyre!("client output is not JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+        eyre::eyre!(
+            "client output is not JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     })
 }
 
@@ -176,7 +200,11 @@ struct Seen {
 async fn subscribe(url: String, address: Address, run: Duration) -> eyre::Result<Seen> {
     let (mut socket, _) = tokio_tungstenite::connect_async(url.as_str()).await?;
     let ask = |id: u64, params: Value| {
-        Message::Text(json!({"jsonrpc": "2.0", "id": id, "method": "eth_subscribe", "params": params}).to_string().into())
+        Message::Text(
+            json!({"jsonrpc": "2.0", "id": id, "method": "eth_subscribe", "params": params})
+                .to_string()
+                .into(),
+        )
     };
     socket.send(ask(1, json!(["newHeads"]))).await?;
     socket.send(ask(2, json!(["logs", {"address": address}]))).await?;
@@ -198,14 +226,17 @@ async fn subscribe(url: String, address: Address, run: Duration) -> eyre::Result
         }
         let sub = v["params"]["subscription"].as_str().unwrap_or_default();
         let result = &v["params"]["result"];
-        let hex = |k: &str| u64::from_str_radix(result[k].as_str().unwrap_or("0x0").trim_start_matches("0x"), 16);
+        let hex = |k: &str| {
+            u64::from_str_radix(result[k].as_str().unwrap_or("0x0").trim_start_matches("0x"), 16)
+        };
         match subs.get(sub) {
             Some(&"heads") => {
                 let hash: B256 = result["hash"].as_str().unwrap_or_default().parse()?;
                 seen.heads.entry(hex("number")?).or_default().push(hash);
             }
             Some(&"logs") => {
-                let key = (result["blockHash"].as_str().unwrap_or_default().parse()?, hex("logIndex")?);
+                let key =
+                    (result["blockHash"].as_str().unwrap_or_default().parse()?, hex("logIndex")?);
                 if result["removed"].as_bool() == Some(true) {
                     seen.logs.retain(|k| *k != key);
                 } else {
@@ -251,7 +282,13 @@ async fn cast_loop(
         let mut commands: Vec<Vec<String>> = vec![
             vec!["block-number".into()],
             vec!["balance".into(), SINK.into()],
-            vec!["logs".into(), "--from-block".into(), "latest".into(), "--address".into(), SINK.into()],
+            vec![
+                "logs".into(),
+                "--from-block".into(),
+                "latest".into(),
+                "--address".into(),
+                SINK.into(),
+            ],
         ];
         if round % 3 == 0 {
             let mut tx = TxEip1559 {
@@ -266,7 +303,8 @@ async fn cast_loop(
             };
             let signature = signer.sign_transaction_sync(&mut tx)?;
             let raw = TxEnvelope::from(tx.into_signed(signature)).encoded_2718();
-            commands.push(vec!["publish".into(), format!("0x{}", alloy::primitives::hex::encode(raw))]);
+            commands
+                .push(vec!["publish".into(), format!("0x{}", alloy::primitives::hex::encode(raw))]);
         }
         for args in commands {
             let publish = args[0] == "publish";
@@ -285,7 +323,11 @@ async fn cast_loop(
                 }
             } else {
                 out.errors += 1;
-                out.last_error = Some(format!("cast {}: {}", args[0], String::from_utf8_lossy(&output.stderr).trim()));
+                out.last_error = Some(format!(
+                    "cast {}: {}",
+                    args[0],
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ));
             }
         }
     }
