@@ -9,7 +9,8 @@ FOUNDRY_BIN := $(CURDIR)/node_modules/.bin
 export PATH := $(FOUNDRY_BIN):$(PATH)
 NPM_STAMP := node_modules/.lifeline-installed
 
-.PHONY: help demo test deps test-solidity test-rust gas bench bindings fmt clean
+.PHONY: help demo test deps test-solidity test-rust gas bench bench-transport bench-failover \
+	bench-keeper-scale bench-gateway bindings fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -52,10 +53,19 @@ test-rust: deps
 gas: deps ## Regenerate snapshots/GasTest.json (whole-transaction gas, cold storage)
 	FOUNDRY_PROFILE=gas forge test
 
-bench: deps ## Benchmarks (release build); machine-readable results under target/bench/
+bench: bench-transport bench-failover bench-keeper-scale bench-gateway ## Every benchmark (release build); JSON under target/bench/
+
+bench-transport: deps ## Failover transport vs direct alloy HTTP -> target/bench/transport.json
 	cargo bench -p lifeline-bindings --bench transport
-	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline-keeper --bench failover
-	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline-keeper --bench keeper_scale
+
+bench-failover: deps ## Keeper-driven MTTR over 20 kills, three clients side by side -> target/bench/failover.json
+	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline --bench failover
+
+bench-keeper-scale: deps ## One keeper probing 1,008 endpoints at 1 Hz -> target/bench/keeper-scale.json
+	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline --bench keeper_scale
+
+bench-gateway: deps ## Gateway vs direct vs a plain proxy; WS failovers -> target/bench/gateway.json
+	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline-gateway --bench gateway
 
 bindings: deps ## Regenerate bindings/artifacts from contracts/ (foundry-compilers + tools/solc)
 	cargo run -q -p lifeline-codegen

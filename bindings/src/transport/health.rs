@@ -67,6 +67,13 @@ impl RouteHealth {
         }
     }
 
+    /// The route answered, but behind what the client has already served (a lagging node, not a
+    /// down one): its error rate rises, so it ranks lower, but it does not count toward the
+    /// breaker.
+    pub fn record_lag(&mut self) {
+        self.error_rate = ALPHA + (1.0 - ALPHA) * self.error_rate;
+    }
+
     /// True while the breaker keeps the route out of rotation.
     pub fn is_open(&self, now: Instant) -> bool {
         self.open_until.is_some_and(|until| now < until)
@@ -156,6 +163,18 @@ mod tests {
         }
         let slow = RouteHealth::new(500.0, false);
         assert_eq!(rank(&[&broken, &slow], now), vec![1, 0], "broken last, not dropped");
+    }
+
+    #[test]
+    fn lagging_answers_rank_a_route_lower_but_never_open_the_breaker() {
+        let now = Instant::now();
+        let mut lagging = RouteHealth::new(5.0, false);
+        for _ in 0..10 {
+            lagging.record_lag();
+        }
+        assert!(!lagging.is_open(now), "a lagging node is not down");
+        let steady = RouteHealth::new(8.0, false);
+        assert_eq!(rank(&[&lagging, &steady], now), vec![1, 0]);
     }
 
     #[test]

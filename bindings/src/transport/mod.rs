@@ -8,18 +8,43 @@
 //! [`FailoverTransport::follow`]).
 //!
 //! ```text
-//!  request --> rank routes (EWMA latency x error rate, breaker, registry `degraded`)
-//!          --> route 1 --(connection error, timeout, HTTP 5xx/429, node behind)--> route 2 --> ...
+//!  request --> filter method (Single)? --> answered here, state kept here (see below)
+//!          --> rank routes (EWMA latency x error rate, breaker, registry `degraded`)
+//!          --> route 1 --(connection error, timeout, HTTP 5xx/429, node behind,
+//!          |              head below the head already served)--> route 2 --> ...
 //!          |     '-- no answer after `hedge_after` (reads) --> route 2 in parallel; first answer wins
 //!          '-- eth_sendRawTransaction --> every route at once (same hash: one inclusion)
 //!  JSON-RPC execution errors (reverts) are answers: returned, never retried.
 //!  All routes failed --> one error naming every route tried and why.
+//!
+//!  filters (eth_newFilter, eth_newBlockFilter, eth_getFilterChanges, eth_getFilterLogs,
+//!           eth_uninstallFilter): ids, criteria and cursors live in the transport; changes are
+//!           read with eth_blockNumber / eth_getBlockByNumber / eth_getLogs through the failover
+//!           above, so a filter survives any route switch. eth_newPendingTransactionFilter is
+//!           node-local: pinned to the route that made it, a clear error if that route is gone.
 //! ```
+//!
+//! **The head never goes backwards.** The transport remembers the highest block number it has
+//! returned for a head query ([`FailoverTransport::served_head`]: `eth_blockNumber`, and the
+//! `number` of `eth_getBlockByNumber("latest" | "pending")`, a pending block counting as its
+//! parent). A route that answers below it is behind: its answer is not returned, the attempt
+//! counts as a retry ("behind the head already served (0x.. < 0x..)") and the next route is
+//! tried; if every route is behind, the caller gets the usual [`AllRoutesFailed`] naming each
+//! one. A behind answer lowers the route's rank (its error rate) but does not count toward its
+//! breaker: a lagging node is not down. Only Single requests are judged and answered this way: a
+//! batch passes through unchanged (filter methods included).
+//!
+//! **Filters survive failover** ([`filters`] has the details): the transport answers the filter
+//! methods itself with ids of its own, delivers each new block or log once from a cursor per
+//! filter, re-delivers from the fork point after a reorg (best effort), and expires filters
+//! unused for 5 minutes. Answers keep the caller's JSON-RPC id.
 //!
 //! Fail static: the transport keeps the last route set it was given; if it was never given one,
 //! it uses the configured bootstrap list.
 
 mod classify;
+pub mod filters;
+mod head;
 pub mod health;
 
 use std::{
@@ -41,6 +66,7 @@ use tracing::{debug, warn};
 
 use self::{
     classify::{Outcome, classify, is_transaction_submission},
+    head::{HeadProbe, ServedHead},
     health::{BreakerConfig, RouteHealth, rank},
 };
 use crate::{
@@ -131,7 +157,9 @@ pub struct RouteReport {
     pub breaker_open: bool,
 }
 
-/// Counters of the transport's work.
+/// Counters of the transport's work. A filter method answered by the transport counts as one
+/// request (and as a failure if it ends in a transport error); the requests it makes to the
+/// routes count toward `failovers` when they need more than one route.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TransportStats {
     /// Requests the caller made.
@@ -147,6 +175,10 @@ struct Shared<C: Connector> {
     config: FailoverConfig,
     table: RwLock<Table<C::Transport>>,
     stats: Mutex<TransportStats>,
+    /// The highest head returned to a caller (see [`FailoverTransport::served_head`]).
+    served: Arc<ServedHead>,
+    /// Filters the transport answers itself (see [`filters`]).
+    filters: filters::Filters,
 }
 
 /// The failover transport. Cheap to clone: clones share routes, health and counters.
@@ -197,6 +229,8 @@ impl<C: Connector> FailoverTransport<C> {
                 config,
                 table: RwLock::new(Table { epoch: None, routes }),
                 stats: Mutex::new(TransportStats::default()),
+                served: Arc::default(),
+                filters: filters::Filters::default(),
             }),
         }
     }
@@ -297,6 +331,20 @@ impl<C: Connector> FailoverTransport<C> {
         *self.shared.stats.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The highest block number this transport has returned for a head query (`eth_blockNumber`,
+    /// or the `number` of `eth_getBlockByNumber("latest" | "pending")`, a pending block counting
+    /// as its parent); `None` before the first. Head answers below it are never returned: the
+    /// route that gave one is behind, and the next route is tried.
+    pub fn served_head(&self) -> Option<u64> {
+        self.shared.served.get()
+    }
+
+    /// The route with this URL in the current set, if it is still there.
+    fn route_by_url(&self, url: &Url) -> Option<Arc<Route<C::Transport>>> {
+        let table = self.shared.table.read().unwrap_or_else(|p| p.into_inner());
+        table.routes.iter().find(|route| route.url == *url).cloned()
+    }
+
     fn ranked(&self, now: Instant) -> Vec<Arc<Route<C::Transport>>> {
         let routes = self.shared.table.read().unwrap_or_else(|p| p.into_inner()).routes.clone();
         let guards: Vec<_> =
@@ -308,16 +356,12 @@ impl<C: Connector> FailoverTransport<C> {
     }
 
     async fn dispatch(self, request: RequestPacket) -> Result<ResponsePacket, TransportError> {
-        let routes = self.ranked(Instant::now());
         self.count(|s| s.requests += 1);
-        if routes.is_empty() {
-            self.count(|s| s.failures += 1);
-            return Err(TransportErrorKind::custom(AllRoutesFailed { attempts: Vec::new() }));
-        }
-        let result = if is_transaction_submission(&request) {
-            self.broadcast(routes, request).await
-        } else {
-            self.one_at_a_time(routes, request).await
+        let result = match request {
+            RequestPacket::Single(single) if filters::is_filter_method(single.method()) => {
+                self.answer_filter(single).await
+            }
+            request => self.route(request).await.map(|(_, packet)| packet),
         };
         if result.is_err() {
             self.count(|s| s.failures += 1);
@@ -325,12 +369,29 @@ impl<C: Connector> FailoverTransport<C> {
         result
     }
 
-    /// Tries routes in rank order (hedging reads), returning the first real answer.
+    /// Sends a request to the routes (every route for a transaction, otherwise one at a time);
+    /// returns the answer and the route that gave it.
+    async fn route(&self, request: RequestPacket) -> Result<(Url, ResponsePacket), TransportError> {
+        let routes = self.ranked(Instant::now());
+        if routes.is_empty() {
+            return Err(TransportErrorKind::custom(AllRoutesFailed { attempts: Vec::new() }));
+        }
+        if is_transaction_submission(&request) {
+            self.broadcast(routes, request).await
+        } else {
+            self.one_at_a_time(routes, request).await
+        }
+    }
+
+    /// Tries routes in rank order (hedging reads), returning the first real answer and its route.
+    /// A head query answered below the head already served is not an answer: the route is
+    /// behind, the next one is tried.
     async fn one_at_a_time(
         &self,
         routes: Vec<Arc<Route<C::Transport>>>,
         request: RequestPacket,
-    ) -> Result<ResponsePacket, TransportError> {
+    ) -> Result<(Url, ResponsePacket), TransportError> {
+        let probe = HeadProbe::of(&request);
         let mut attempts = Vec::new();
         let mut in_flight = FuturesUnordered::new();
         let mut pending = routes.into_iter();
@@ -338,7 +399,7 @@ impl<C: Connector> FailoverTransport<C> {
         let hedge_after = self.shared.config.hedge_after;
 
         if let Some(route) = pending.next() {
-            in_flight.push(self.attempt(route, request.clone()));
+            in_flight.push(self.attempt(route, request.clone(), probe));
             started += 1;
         }
         loop {
@@ -357,14 +418,14 @@ impl<C: Connector> FailoverTransport<C> {
                             if started > 1 || !attempts.is_empty() {
                                 self.count(|s| s.failovers += 1);
                             }
-                            return Ok(packet);
+                            return Ok((url, packet));
                         }
                         Outcome::Fatal(err) => return Err(err),
                         Outcome::Retry(reason) => {
                             debug!(target: "lifeline::transport", %url, %reason, "route failed, trying the next");
                             attempts.push((url, reason));
                             if let Some(route) = pending.next() {
-                                in_flight.push(self.attempt(route, request.clone()));
+                                in_flight.push(self.attempt(route, request.clone(), probe));
                                 started += 1;
                             } else if in_flight.is_empty() {
                                 break;
@@ -375,7 +436,7 @@ impl<C: Connector> FailoverTransport<C> {
                 () = hedge => {
                     if let Some(route) = pending.next() {
                         debug!(target: "lifeline::transport", url = %route.url, "hedging a slow read");
-                        in_flight.push(self.attempt(route, request.clone()));
+                        in_flight.push(self.attempt(route, request.clone(), probe));
                         started += 1;
                     }
                 }
@@ -390,11 +451,11 @@ impl<C: Connector> FailoverTransport<C> {
         &self,
         routes: Vec<Arc<Route<C::Transport>>>,
         request: RequestPacket,
-    ) -> Result<ResponsePacket, TransportError> {
+    ) -> Result<(Url, ResponsePacket), TransportError> {
         let (tx, mut rx) = tokio::sync::mpsc::channel(routes.len());
         let total = routes.len();
         for route in routes {
-            let attempt = self.attempt(route, request.clone());
+            let attempt = self.attempt(route, request.clone(), None);
             let tx = tx.clone();
             tokio::spawn(async move {
                 let _ = tx.send(attempt.await).await;
@@ -405,38 +466,54 @@ impl<C: Connector> FailoverTransport<C> {
         let mut rejections = Vec::new();
         while let Some((url, outcome)) = rx.recv().await {
             match outcome {
-                Outcome::Done(packet) if packet.is_success() => return Ok(packet),
+                Outcome::Done(packet) if packet.is_success() => return Ok((url, packet)),
                 // "already known" / "nonce too low" from one route while another accepted the
                 // same bytes is expected: wait for the others before answering with an error.
-                Outcome::Done(packet) => rejections.push(packet),
+                Outcome::Done(packet) => rejections.push((url, packet)),
                 Outcome::Fatal(err) => return Err(err),
                 Outcome::Retry(reason) => attempts.push((url, reason)),
             }
         }
         debug!(target: "lifeline::transport", total, rejected = rejections.len(), "no route accepted the transaction");
         match rejections.into_iter().next() {
-            Some(packet) => Ok(packet),
+            Some(answer) => Ok(answer),
             None => Err(TransportErrorKind::custom(AllRoutesFailed { attempts })),
         }
     }
 
-    /// One request to one route, bounded in time, with its health recorded.
+    /// One request to one route, bounded in time, with its health recorded. With a head
+    /// `probe`, an answer behind the head already served becomes a retry (recorded as lag, not
+    /// as a failure: a lagging node is not down); an answer at or above it raises the served
+    /// head.
     fn attempt(
         &self,
         route: Arc<Route<C::Transport>>,
         request: RequestPacket,
+        probe: Option<HeadProbe>,
     ) -> impl Future<Output = (Url, Outcome)> + Send + 'static {
         let timeout = self.shared.config.attempt_timeout;
         let breaker = self.shared.config.breaker;
+        let served = self.shared.served.clone();
         let mut transport = route.transport.clone();
         async move {
             let started = Instant::now();
-            let outcome = match tokio::time::timeout(timeout, transport.call(request)).await {
+            let mut outcome = match tokio::time::timeout(timeout, transport.call(request)).await {
                 Ok(result) => classify(result),
                 Err(_) => Outcome::Retry(format!("no answer within {timeout:?}")),
             };
+            let mut behind = false;
+            if let (Outcome::Done(packet), Some(probe)) = (&outcome, probe)
+                && let Some(head) = probe.head(packet)
+                && let Err(already) = served.raise(head)
+            {
+                behind = true;
+                outcome = Outcome::Retry(format!(
+                    "behind the head already served ({head:#x} < {already:#x})"
+                ));
+            }
             let mut health = route.health.lock().unwrap_or_else(|p| p.into_inner());
             match &outcome {
+                Outcome::Retry(_) if behind => health.record_lag(),
                 Outcome::Done(_) => health.record_success(started.elapsed()),
                 Outcome::Retry(_) => health.record_failure(Instant::now(), &breaker),
                 Outcome::Fatal(_) => {}
@@ -496,23 +573,68 @@ mod tests {
     use std::collections::HashMap;
 
     use alloy::{
+        primitives::{Address, B256, U256},
         providers::{Provider, ProviderBuilder},
-        rpc::{client::RpcClient, json_rpc::ErrorPayload},
+        rpc::{
+            client::RpcClient,
+            json_rpc::{ErrorPayload, Id, Request, Response, RpcSend},
+        },
         transports::mock::{Asserter, MockTransport},
     };
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::client::Route as RegistryRoute;
 
-    /// Routes backed by alloy's mock transport, one `Asserter` per URL.
+    /// Every request the mock routes received: route, method, params (JSON text).
+    type Calls = Arc<Mutex<Vec<(Url, String, String)>>>;
+
+    /// Routes backed by alloy's mock transport, one `Asserter` per URL, recording each request.
     #[derive(Default)]
-    struct MockConnector(HashMap<Url, Asserter>);
+    struct MockConnector(HashMap<Url, Asserter>, Calls);
 
     impl Connector for MockConnector {
-        type Transport = MockTransport;
+        type Transport = Recorded;
 
-        fn connect(&self, url: &Url) -> MockTransport {
-            MockTransport::new(self.0.get(url).cloned().unwrap_or_default())
+        fn connect(&self, url: &Url) -> Recorded {
+            let asserter = self.0.get(url).cloned().unwrap_or_default();
+            Recorded {
+                url: url.clone(),
+                inner: MockTransport::new(asserter),
+                calls: self.1.clone(),
+            }
+        }
+    }
+
+    /// alloy's mock transport, recording what it is asked.
+    #[derive(Clone)]
+    struct Recorded {
+        url: Url,
+        inner: MockTransport,
+        calls: Calls,
+    }
+
+    impl Service<RequestPacket> for Recorded {
+        type Response = ResponsePacket;
+        type Error = TransportError;
+        type Future = TransportFut<'static>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            self.inner.poll_ready(cx)
+        }
+
+        fn call(&mut self, request: RequestPacket) -> Self::Future {
+            let requests: Vec<_> = match &request {
+                RequestPacket::Single(one) => vec![one],
+                RequestPacket::Batch(many) => many.iter().collect(),
+            };
+            let mut calls = self.calls.lock().expect("not poisoned");
+            for one in requests {
+                let params = one.params().map(|p| p.get().to_string()).unwrap_or_default();
+                calls.push((self.url.clone(), one.method().to_string(), params));
+            }
+            drop(calls);
+            self.inner.call(request)
         }
     }
 
@@ -540,10 +662,87 @@ mod tests {
     }
 
     fn transport(asserters: &[(u16, Asserter)]) -> FailoverTransport<MockConnector> {
-        let connector =
-            MockConnector(asserters.iter().map(|(p, a)| (url(*p), a.clone())).collect());
+        recorded(asserters).0
+    }
+
+    fn recorded(asserters: &[(u16, Asserter)]) -> (FailoverTransport<MockConnector>, Calls) {
+        let calls = Calls::default();
+        let connector = MockConnector(
+            asserters.iter().map(|(p, a)| (url(*p), a.clone())).collect(),
+            calls.clone(),
+        );
         let config = FailoverConfig { hedge_after: None, ..Default::default() };
-        FailoverTransport::with_connector(connector, config)
+        (FailoverTransport::with_connector(connector, config), calls)
+    }
+
+    /// One JSON-RPC request with id `id`, straight through the transport.
+    async fn rpc(
+        t: &FailoverTransport<MockConnector>,
+        id: u64,
+        method: &'static str,
+        params: impl RpcSend,
+    ) -> Response {
+        let request = Request::new(method, Id::Number(id), params).serialize().expect("serializes");
+        match t.clone().call(RequestPacket::Single(request)).await.expect("an answer") {
+            ResponsePacket::Single(response) => {
+                assert_eq!(response.id, Id::Number(id), "the caller's id is kept");
+                response
+            }
+            ResponsePacket::Batch(_) => panic!("a batch answer to a single request"),
+        }
+    }
+
+    fn result<T: serde::de::DeserializeOwned>(response: &Response) -> T {
+        match response.payload.try_success_as::<T>() {
+            Some(parsed) => parsed.expect("readable result"),
+            None => panic!("an error instead of a result: {:?}", response.payload),
+        }
+    }
+
+    fn error(response: &Response) -> &ErrorPayload {
+        match &response.payload {
+            alloy::rpc::json_rpc::ResponsePayload::Failure(error) => error,
+            success => panic!("a result instead of an error: {success:?}"),
+        }
+    }
+
+    /// Requests of `method` the routes received: (route, params as JSON).
+    fn sent(calls: &Calls, method: &str) -> Vec<(Url, Value)> {
+        let calls = calls.lock().expect("not poisoned");
+        calls
+            .iter()
+            .filter(|(_, m, _)| m == method)
+            .map(|(url, _, params)| (url.clone(), serde_json::from_str(params).expect("json")))
+            .collect()
+    }
+
+    /// Block `n` of fork `fork` (hashes differ per fork).
+    fn hash(n: u64, fork: u8) -> B256 {
+        let mut hash = B256::from(U256::from(n));
+        hash[0] = fork;
+        hash
+    }
+
+    fn block(n: u64, fork: u8, parent_fork: u8) -> Value {
+        json!({
+            "number": format!("{n:#x}"),
+            "hash": hash(n, fork),
+            "parentHash": hash(n - 1, parent_fork),
+        })
+    }
+
+    fn log(n: u64) -> Value {
+        json!({
+            "address": Address::repeat_byte(0xaa),
+            "topics": [B256::repeat_byte(0x01)],
+            "data": "0x",
+            "blockNumber": format!("{n:#x}"),
+            "blockHash": hash(n, 0),
+            "transactionHash": B256::repeat_byte(0x02),
+            "transactionIndex": "0x0",
+            "logIndex": "0x0",
+            "removed": false,
+        })
     }
 
     #[tokio::test]
@@ -590,7 +789,7 @@ mod tests {
     async fn bootstrap_routes_serve_until_a_set_arrives() {
         let a = Asserter::new();
         a.push_success(&"0x1");
-        let connector = MockConnector([(url(9), a)].into_iter().collect());
+        let connector = MockConnector([(url(9), a)].into_iter().collect(), Calls::default());
         let config = FailoverConfig { bootstrap: vec![url(9)], ..Default::default() };
         let t = FailoverTransport::with_connector(connector, config);
         assert_eq!(t.epoch(), None);
@@ -604,5 +803,278 @@ mod tests {
         let provider = ProviderBuilder::new().connect_client(RpcClient::new(t, true));
         let err = provider.get_block_number().await.expect_err("nothing to ask");
         assert!(err.to_string().contains("no route is authorised"), "{err}");
+    }
+    #[tokio::test]
+    async fn block_number_never_goes_backwards_across_a_failover() {
+        let (a, b, c) = (Asserter::new(), Asserter::new(), Asserter::new());
+        a.push_success(&"0x10");
+        b.push_success(&"0x0f");
+        b.push_success(&"0x0f");
+        c.push_success(&"0x11");
+        let t = transport(&[(1, a), (2, b), (3, c)]);
+        t.apply(&set(1, &[1, 2]));
+        let provider = ProviderBuilder::new().connect_client(RpcClient::new(t.clone(), true));
+        assert_eq!(provider.get_block_number().await.expect("route 1"), 0x10);
+        assert_eq!(t.served_head(), Some(0x10));
+
+        // Route 1 leaves; route 2 is one block behind what the caller has already seen.
+        t.apply(&set(2, &[2]));
+        let err = provider.get_block_number().await.expect_err("0x0f is not returned");
+        let err = err.to_string();
+        assert!(err.contains("behind the head already served (0xf < 0x10)"), "{err}");
+        assert!(err.contains(url(2).as_str()), "{err}");
+        assert_eq!(t.served_head(), Some(0x10));
+
+        // A route at 0x11 is ahead: returned.
+        t.apply(&set(3, &[2, 3]));
+        assert_eq!(provider.get_block_number().await.expect("route 3"), 0x11);
+        assert_eq!(t.served_head(), Some(0x11));
+        let lagging = t.routes().into_iter().find(|r| r.url == url(2)).expect("route 2");
+        assert!(!lagging.breaker_open, "a lagging node is not down");
+        assert!(lagging.error_rate > 0.0, "but it ranks lower");
+    }
+
+    #[tokio::test]
+    async fn latest_blocks_count_as_served_heads_and_batches_pass_through() {
+        let (a, b) = (Asserter::new(), Asserter::new());
+        a.push_success(&json!({ "number": "0x10", "hash": hash(0x10, 0) }));
+        b.push_success(&"0x0c");
+        b.push_success(&"0x0c");
+        let t = transport(&[(1, a), (2, b)]);
+        t.apply(&set(1, &[1]));
+        let latest = rpc(&t, 1, "eth_getBlockByNumber", ("latest", false)).await;
+        assert_eq!(result::<Value>(&latest)["number"], "0x10");
+        assert_eq!(t.served_head(), Some(0x10));
+
+        t.apply(&set(2, &[2]));
+        let request =
+            Request::new("eth_blockNumber", Id::Number(2), ()).serialize().expect("serializes");
+        let batch = t.clone().call(RequestPacket::Batch(vec![request])).await.expect("answered");
+        let ResponsePacket::Batch(responses) = batch else { panic!("a batch answer") };
+        assert_eq!(result::<String>(&responses[0]), "0x0c", "a batch is not judged");
+        assert_eq!(t.served_head(), Some(0x10), "nor counted");
+        let single =
+            Request::new("eth_blockNumber", Id::Number(3), ()).serialize().expect("serializes");
+        let err = t.clone().call(RequestPacket::Single(single)).await.expect_err("behind");
+        assert!(err.to_string().contains("behind the head already served (0xc < 0x10)"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn log_filter_survives_a_route_switch() {
+        let (a, b) = (Asserter::new(), Asserter::new());
+        a.push_success(&"0x10"); // eth_newFilter: the head becomes the cursor
+        b.push_success(&"0x12"); // first poll: head
+        b.push_success(&block(0x12, 0, 0)); // the last block's header
+        b.push_success(&vec![log(0x11), log(0x12)]); // eth_getLogs 0x11..=0x12
+        b.push_success(&"0x12"); // second poll: nothing new
+        b.push_success(&"0x13"); // third poll
+        b.push_success(&block(0x13, 0, 0)); // parent hash check and header of the last block
+        b.push_success(&Vec::<Value>::new()); // eth_getLogs 0x13..=0x13
+        let (t, calls) = recorded(&[(1, a.clone()), (2, b.clone())]);
+        t.apply(&set(1, &[1]));
+
+        let criteria = json!({
+            "address": Address::repeat_byte(0xaa),
+            "topics": [B256::repeat_byte(0x01)],
+            "fromBlock": "latest",
+        });
+        let id: String = result(&rpc(&t, 7, "eth_newFilter", (criteria,)).await);
+        assert!(id.starts_with("0x") && id.len() == 34, "{id}");
+        t.apply(&set(2, &[2])); // route 1, which saw the filter created, is gone
+
+        let changes: Vec<Value> = result(&rpc(&t, 8, "eth_getFilterChanges", (&id,)).await);
+        assert_eq!(changes, vec![log(0x11), log(0x12)], "the filter survived the switch");
+        let get_logs = sent(&calls, "eth_getLogs");
+        assert_eq!(get_logs.len(), 1);
+        assert_eq!(get_logs[0].0, url(2));
+        let asked = &get_logs[0].1[0];
+        assert_eq!((&asked["fromBlock"], &asked["toBlock"]), (&json!("0x11"), &json!("0x12")));
+        assert_eq!(asked["address"], json!(Address::repeat_byte(0xaa)));
+        assert_eq!(asked["topics"], json!([B256::repeat_byte(0x01)]));
+
+        let again: Vec<Value> = result(&rpc(&t, 9, "eth_getFilterChanges", (&id,)).await);
+        assert!(again.is_empty(), "each log once");
+        let third: Vec<Value> = result(&rpc(&t, 10, "eth_getFilterChanges", (&id,)).await);
+        assert!(third.is_empty());
+        let asked = &sent(&calls, "eth_getLogs")[1].1[0];
+        assert_eq!((&asked["fromBlock"], &asked["toBlock"]), (&json!("0x13"), &json!("0x13")));
+        assert!(a.read_q().is_empty() && b.read_q().is_empty(), "every scripted answer used");
+        assert!(sent(&calls, "eth_newFilter").is_empty(), "filters never reach a route");
+    }
+
+    #[tokio::test]
+    async fn log_filter_keeps_to_its_own_range_and_retries_after_a_route_error() {
+        let a = Asserter::new();
+        a.push_success(&"0x10"); // eth_newFilter
+        a.push_success(&"0x20"); // poll 1: head
+        a.push_success(&block(0x20, 0, 0)); // header of the last block covered
+        a.push_failure(ErrorPayload {
+            code: -32602,
+            message: "query exceeds max block range".into(),
+            data: None,
+        });
+        a.push_success(&"0x20"); // poll 2: the same blocks again
+        a.push_success(&block(0x20, 0, 0));
+        a.push_success(&vec![log(0x13)]);
+        a.push_success(&"0x21"); // poll 3: past the filter's toBlock
+        a.push_success(&block(0x21, 0, 0));
+        let (t, calls) = recorded(&[(1, a.clone())]);
+        t.apply(&set(1, &[1]));
+        let criteria = json!({ "fromBlock": "0x12", "toBlock": "0x14" });
+        let id: String = result(&rpc(&t, 1, "eth_newFilter", (criteria,)).await);
+
+        let failed = rpc(&t, 2, "eth_getFilterChanges", (&id,)).await;
+        assert_eq!(error(&failed).code, -32602, "the route's error is the answer");
+        let logs: Vec<Value> = result(&rpc(&t, 3, "eth_getFilterChanges", (&id,)).await);
+        assert_eq!(logs, vec![log(0x13)], "the cursor did not move on the error");
+        let done: Vec<Value> = result(&rpc(&t, 4, "eth_getFilterChanges", (&id,)).await);
+        assert!(done.is_empty());
+        let ranges: Vec<(Value, Value)> = sent(&calls, "eth_getLogs")
+            .into_iter()
+            .map(|(_, p)| (p[0]["fromBlock"].clone(), p[0]["toBlock"].clone()))
+            .collect();
+        let clamped = (json!("0x12"), json!("0x14"));
+        assert_eq!(ranges, vec![clamped.clone(), clamped], "clamped to fromBlock..=toBlock");
+        assert!(a.read_q().is_empty());
+    }
+
+    #[tokio::test]
+    async fn log_filter_redelivers_from_the_fork_point_after_a_reorg() {
+        let a = Asserter::new();
+        a.push_success(&"0x10"); // eth_newFilter
+        a.push_success(&"0x12"); // poll 1
+        a.push_success(&block(0x12, 0, 0));
+        a.push_success(&vec![log(0x12)]);
+        a.push_success(&"0x14"); // poll 2
+        a.push_success(&block(0x13, 0, 0)); // extends 0x12: no reorg
+        a.push_success(&block(0x14, 0, 0));
+        a.push_success(&Vec::<Value>::new());
+        a.push_success(&"0x15"); // poll 3: 0x15 sits on another 0x14
+        a.push_success(&block(0x15, 1, 1));
+        a.push_success(&block(0x12, 0, 0)); // 0x12 is still canonical: the fork is above it
+        a.push_success(&block(0x15, 1, 1));
+        a.push_success(&vec![log(0x14)]);
+        let (t, calls) = recorded(&[(1, a.clone())]);
+        t.apply(&set(1, &[1]));
+        let id: String = result(&rpc(&t, 1, "eth_newFilter", (json!({}),)).await);
+        for poll in 0..3 {
+            let _: Vec<Value> = result(&rpc(&t, 2 + poll, "eth_getFilterChanges", (&id,)).await);
+        }
+        let ranges: Vec<(Value, Value)> = sent(&calls, "eth_getLogs")
+            .into_iter()
+            .map(|(_, p)| (p[0]["fromBlock"].clone(), p[0]["toBlock"].clone()))
+            .collect();
+        assert_eq!(
+            ranges,
+            vec![
+                (json!("0x11"), json!("0x12")),
+                (json!("0x13"), json!("0x14")),
+                (json!("0x13"), json!("0x15")),
+            ],
+            "after the reorg, re-delivered from the block after the newest canonical one"
+        );
+        assert!(a.read_q().is_empty());
+    }
+
+    #[tokio::test]
+    async fn block_filter_returns_each_hash_once_and_advances() {
+        let a = Asserter::new();
+        a.push_success(&"0x10"); // eth_newBlockFilter
+        a.push_success(&"0x12"); // poll 1
+        a.push_success(&block(0x11, 0, 0));
+        a.push_success(&block(0x12, 0, 0));
+        a.push_success(&"0x12"); // poll 2: nothing new
+        a.push_success(&"0x13"); // poll 3
+        a.push_success(&block(0x13, 0, 0));
+        let t = transport(&[(1, a.clone())]);
+        t.apply(&set(1, &[1]));
+        // Through alloy's provider: it carries filter ids as U256.
+        let provider = ProviderBuilder::new().connect_client(RpcClient::new(t.clone(), true));
+        let id = provider.new_block_filter().await.expect("created");
+        let first: Vec<B256> = provider.get_filter_changes(id).await.expect("poll 1");
+        assert_eq!(first, vec![hash(0x11, 0), hash(0x12, 0)]);
+        let second: Vec<B256> = provider.get_filter_changes(id).await.expect("poll 2");
+        assert!(second.is_empty(), "each hash once");
+        let third: Vec<B256> = provider.get_filter_changes(id).await.expect("poll 3");
+        assert_eq!(third, vec![hash(0x13, 0)]);
+        assert!(a.read_q().is_empty());
+    }
+
+    #[tokio::test]
+    async fn block_filter_covers_at_most_1024_blocks_per_call() {
+        let a = Asserter::new();
+        let head = 0x10 + 1030;
+        a.push_success(&"0x10");
+        a.push_success(&format!("{head:#x}"));
+        for n in 0x11..0x11 + 1024 {
+            a.push_success(&block(n, 0, 0));
+        }
+        a.push_success(&format!("{head:#x}"));
+        for n in 0x11 + 1024..=head {
+            a.push_success(&block(n, 0, 0));
+        }
+        let t = transport(&[(1, a.clone())]);
+        t.apply(&set(1, &[1]));
+        let id: String = result(&rpc(&t, 1, "eth_newBlockFilter", ()).await);
+        let first: Vec<B256> = result(&rpc(&t, 2, "eth_getFilterChanges", (&id,)).await);
+        assert_eq!(first.len(), 1024);
+        assert_eq!((first[0], first[1023]), (hash(0x11, 0), hash(0x10 + 1024, 0)));
+        let rest: Vec<B256> = result(&rpc(&t, 3, "eth_getFilterChanges", (&id,)).await);
+        assert_eq!(rest.len(), 6, "the rest on the next call");
+        assert_eq!(rest[5], hash(head, 0));
+        assert!(a.read_q().is_empty());
+    }
+
+    #[tokio::test]
+    async fn uninstalled_and_unknown_filters_are_not_found() {
+        let a = Asserter::new();
+        a.push_success(&"0x10");
+        let t = transport(&[(1, a)]);
+        t.apply(&set(1, &[1]));
+        let id: String = result(&rpc(&t, 1, "eth_newBlockFilter", ()).await);
+        assert!(result::<bool>(&rpc(&t, 2, "eth_uninstallFilter", (&id,)).await));
+        assert!(!result::<bool>(&rpc(&t, 3, "eth_uninstallFilter", (&id,)).await), "gone");
+        for (n, method) in [(4, "eth_getFilterChanges"), (5, "eth_getFilterLogs")] {
+            for unknown in [id.as_str(), "0x1234"] {
+                let response = rpc(&t, n, method, (unknown,)).await;
+                let err = error(&response);
+                assert_eq!((err.code, &*err.message), (-32000, "filter not found"), "{method}");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn pending_filter_stays_on_its_route_and_says_so_when_the_route_leaves() {
+        let (a, b) = (Asserter::new(), Asserter::new());
+        a.push_success(&"0xabc"); // the node's own id
+        a.push_success(&vec![B256::repeat_byte(0x07)]);
+        // then nothing: the next poll on route 1 fails
+        let (t, calls) = recorded(&[(1, a), (2, b.clone())]);
+        t.apply(&set(1, &[1, 2]));
+        let id: String = result(&rpc(&t, 1, "eth_newPendingTransactionFilter", ()).await);
+        assert_ne!(id, "0xabc", "our own id, not the node's");
+
+        let changes: Vec<B256> = result(&rpc(&t, 2, "eth_getFilterChanges", (&id,)).await);
+        assert_eq!(changes, vec![B256::repeat_byte(0x07)]);
+        assert_eq!(sent(&calls, "eth_getFilterChanges"), vec![(url(1), json!(["0xabc"]))]);
+
+        let failed = rpc(&t, 3, "eth_getFilterChanges", (&id,)).await;
+        let message = &error(&failed).message;
+        assert!(
+            message.contains(&format!("pending-transaction filter {id}: its route")),
+            "{message}"
+        );
+        assert!(message.contains("failed") && message.contains("create a new filter"), "{message}");
+
+        t.apply(&set(2, &[2]));
+        let gone = rpc(&t, 4, "eth_getFilterChanges", (&id,)).await;
+        let expected = format!(
+            "pending-transaction filter {id}: its route {} left the route set; create a new filter",
+            url(1)
+        );
+        assert_eq!(error(&gone).message, expected);
+        assert_eq!(error(&gone).code, -32000);
+        assert!(calls.lock().expect("not poisoned").iter().all(|(u, ..)| *u == url(1)));
+        assert!(b.read_q().is_empty(), "route 2 never asked");
     }
 }

@@ -6,7 +6,11 @@ use alloy::{
     network::{EthereumWallet, TransactionBuilder},
     primitives::{Address, B256, U256},
     providers::{Provider, ProviderBuilder},
-    rpc::{client::RpcClient, types::TransactionRequest},
+    rpc::{
+        client::RpcClient,
+        types::{Filter, Log, TransactionRequest},
+    },
+    sol_types::SolEvent,
 };
 use lifeline_bindings::{
     FailoverConfig, FailoverTransport, RouteRegistry,
@@ -206,5 +210,82 @@ async fn raw_transactions_go_to_every_route_and_land_once() -> eyre::Result<()> 
         );
     }
     assert!(p[2].requests() > down_before, "the down route was tried too (its connection dropped)");
+    Ok(())
+}
+
+/// Mines `n` empty blocks on anvil directly (not through the transport).
+async fn mine(chain: &Chain, n: u64) -> eyre::Result<()> {
+    let _: serde_json::Value = chain.provider.raw_request("anvil_mine".into(), (n,)).await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn filters_survive_the_loss_of_the_route_that_created_them() -> eyre::Result<()> {
+    let chain = Chain::start().await?;
+    let p = proxies(&chain, 2).await?;
+    let transport = FailoverTransport::new(config());
+    transport.apply(&route_set(1, &[&p[0], &p[1]]));
+    let provider = ProviderBuilder::new().connect_client(RpcClient::new(transport.clone(), false));
+
+    let start = chain.provider.get_block_number().await?;
+    let blocks = provider.new_block_filter().await?;
+    let logs = provider.new_filter(&Filter::new().address(chain.registry)).await?;
+    assert_eq!(p[1].requests(), 0, "both filters were made while route 0 served");
+    assert_eq!(p[0].calls("eth_newFilter") + p[0].calls("eth_newBlockFilter"), 0, "kept locally");
+
+    p[0].set(Fault::Down);
+    // An event and more blocks, made on the chain directly.
+    let registry = RouteRegistry::new(chain.registry, &chain.provider);
+    registry
+        .setKeepers(vec![Address::repeat_byte(0x11)], vec![B256::repeat_byte(0x22)])
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+    mine(&chain, 2).await?;
+    let head = chain.provider.get_block_number().await?;
+    assert_eq!(head, start + 3);
+
+    let hashes: Vec<B256> = provider.get_filter_changes(blocks).await?;
+    let mut expected = Vec::new();
+    for n in start + 1..=head {
+        let block = chain.provider.get_block_by_number(n.into()).await?;
+        expected.push(block.ok_or_else(|| eyre::eyre!("block {n}"))?.header.hash);
+    }
+    assert_eq!(hashes, expected, "each new block once, answered by route 1");
+    let new_logs: Vec<Log> = provider.get_filter_changes(logs).await?;
+    assert_eq!(new_logs.len(), 1, "{new_logs:?}");
+    assert_eq!(new_logs[0].topic0(), Some(&RouteRegistry::KeeperSetUpdated::SIGNATURE_HASH));
+    assert_eq!(new_logs[0].block_number, Some(start + 1));
+    assert!(provider.get_filter_changes::<B256>(blocks).await?.is_empty(), "nothing new");
+    assert!(p[1].calls("eth_getLogs") > 0, "route 1 answered");
+    assert_eq!(p[1].calls("eth_getFilterChanges"), 0, "filters never reach a route");
+
+    assert!(provider.uninstall_filter(blocks).await?);
+    let err = provider.get_filter_changes::<B256>(blocks).await.expect_err("uninstalled");
+    assert!(err.to_string().contains("filter not found"), "{err}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn block_number_never_goes_backwards_on_failover_to_a_lagging_route() -> eyre::Result<()> {
+    let chain = Chain::start().await?;
+    mine(&chain, 10).await?;
+    let p = proxies(&chain, 2).await?;
+    let transport = FailoverTransport::new(config());
+    transport.apply(&route_set(1, &[&p[0], &p[1]]));
+    let provider = ProviderBuilder::new().connect_client(RpcClient::new(transport.clone(), false));
+
+    let head = provider.get_block_number().await?;
+    assert_eq!(transport.served_head(), Some(head));
+    p[1].set(Fault::Lag(3));
+    p[0].set(Fault::Down);
+    let err = provider.get_block_number().await.expect_err("3 blocks behind").to_string();
+    assert!(err.contains(&p[1].url()), "{err}");
+    assert!(err.contains("behind the head already served"), "{err}");
+    assert_eq!(transport.served_head(), Some(head));
+
+    mine(&chain, 4).await?;
+    assert_eq!(provider.get_block_number().await?, head + 1, "ahead again: returned");
     Ok(())
 }

@@ -204,11 +204,10 @@ impl DevnetArgs {
         } else {
             step(outage, &format!("client did NOT switch to epoch {} within 5 s", new_set.epoch));
         }
-        let gateway_epoch = gateway.services()[0].transport().epoch();
-        if gateway_epoch >= Some(new_set.epoch) {
-            step(outage, &format!("gateway routes by epoch {}", new_set.epoch));
+        if wait_for_client(gateway.services()[0].transport(), new_set.epoch).await {
+            step(outage, &format!("gateway switched to epoch {}", new_set.epoch));
         } else {
-            step(outage, &format!("gateway still on epoch {gateway_epoch:?}"));
+            step(outage, &format!("gateway did NOT switch to epoch {} within 5 s", new_set.epoch));
         }
         // A few more reads after the switch, so both clients are seen on the new set.
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -316,7 +315,10 @@ async fn first_flag<P: Provider>(
 }
 
 /// Waits (at most 5 s) for the transport to route by `epoch`; false if it did not.
-async fn wait_for_client(transport: &FailoverTransport, epoch: u32) -> bool {
+async fn wait_for_client<C: lifeline_bindings::transport::Connector>(
+    transport: &FailoverTransport<C>,
+    epoch: u32,
+) -> bool {
     for _ in 0..200 {
         if transport.epoch() >= Some(epoch) {
             return true;

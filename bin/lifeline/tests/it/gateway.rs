@@ -290,7 +290,7 @@ async fn cast_loop(
                 SINK.into(),
             ],
         ];
-        if round % 3 == 0 {
+        if round.is_multiple_of(3) {
             let mut tx = TxEip1559 {
                 chain_id,
                 nonce,
