@@ -74,6 +74,7 @@ pub struct Gateway {
     metrics: Metrics,
     stop: watch::Sender<bool>,
     tasks: JoinSet<()>,
+    sessions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -116,6 +117,7 @@ impl Gateway {
             services.clone(),
             shutdown.clone(),
         ));
+        let sessions = state.sessions.clone();
         let mut tasks = JoinSet::new();
         for service in &services {
             let follower = service.clone().follow(registry.clone(), poll);
@@ -150,7 +152,7 @@ impl Gateway {
             }
         });
         info!(target: "gateway", %rpc_addr, %admin_addr, services = services.len(), "gateway serving");
-        Ok(Self { rpc_addr, admin_addr, services, metrics, stop, tasks })
+        Ok(Self { rpc_addr, admin_addr, services, metrics, stop, tasks, sessions })
     }
 
     /// The JSON-RPC listener's address.
@@ -199,9 +201,15 @@ impl Gateway {
     /// WebSocket connections with a close frame.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        let drained =
-            tokio::time::timeout(DRAIN, async { while self.tasks.join_next().await.is_some() {} })
-                .await;
+        let sessions = self.sessions.clone();
+        let drained = tokio::time::timeout(DRAIN, async {
+            while self.tasks.join_next().await.is_some() {}
+            // WebSocket sessions run detached: wait for each to send its close frame.
+            while sessions.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
         if drained.is_err() {
             warn!(target: "gateway", "in-flight requests still running after {DRAIN:?}; stopping them");
             self.tasks.abort_all();

@@ -68,6 +68,8 @@ pub struct Metrics {
     pub route_latency: Family<RouteLabels, Histogram>,
     /// Calls that needed more than one route (per-request failover).
     pub failovers: Family<ServiceLabels, Counter>,
+    /// Slow reads also sent to a second route.
+    pub hedges: Family<ServiceLabels, Counter>,
     /// The registry epoch each service routes by.
     pub epoch: Family<ServiceLabels, Gauge>,
     /// Authorised routes each service routes by.
@@ -104,6 +106,7 @@ impl Default for Metrics {
             latency_histogram as fn() -> Histogram,
         );
         let failovers = Family::<ServiceLabels, Counter>::default();
+        let hedges = Family::<ServiceLabels, Counter>::default();
         let epoch = Family::<ServiceLabels, Gauge>::default();
         let routes = Family::<ServiceLabels, Gauge>::default();
         let subscriptions = Family::<KindLabels, Gauge>::default();
@@ -123,6 +126,7 @@ impl Default for Metrics {
             route_latency.clone(),
         );
         registry.register("failovers", "Calls that needed more than one route", failovers.clone());
+        registry.register("hedges", "Slow reads also sent to a second route", hedges.clone());
         registry.register("epoch", "Registry epoch of the route set in use", epoch.clone());
         registry.register("authorised_routes", "Routes in the set in use", routes.clone());
         registry.register("subscriptions", "Open subscriptions", subscriptions.clone());
@@ -152,6 +156,7 @@ impl Default for Metrics {
             route_errors,
             route_latency,
             failovers,
+            hedges,
             epoch,
             routes,
             subscriptions,

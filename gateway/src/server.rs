@@ -43,6 +43,8 @@ pub(crate) struct AppState {
     by_name: HashMap<String, Arc<ServiceHandle>>,
     limiter: Option<RateLimiter>,
     shutdown: watch::Receiver<bool>,
+    /// Open WebSocket sessions (axum runs them detached; shutdown waits for them to close).
+    pub(crate) sessions: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl AppState {
@@ -59,7 +61,8 @@ impl AppState {
         }
         let limiter =
             (config.limits.rate_per_ip > 0).then(|| RateLimiter::new(config.limits.rate_per_ip));
-        Self { config, metrics, services, by_name, limiter, shutdown }
+        let sessions = Arc::default();
+        Self { config, metrics, services, by_name, limiter, shutdown, sessions }
     }
 
     fn service(&self, path: &str) -> Option<Arc<ServiceHandle>> {
@@ -253,6 +256,9 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    for service in &state.services {
+        service.sync_counters();
+    }
     (
         [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
         state.metrics.render(),
@@ -281,7 +287,8 @@ impl RateLimiter {
         let (tokens, at) = buckets.entry(ip).or_insert((self.rate, now));
         *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.rate);
         *at = now;
-        let need = calls as f64;
+        // A batch larger than the rate passes when the bucket is full (else it never could).
+        let need = (calls as f64).min(self.rate);
         if *tokens >= need {
             *tokens -= need;
             true

@@ -63,6 +63,8 @@ pub struct ServiceHandle {
     view: RwLock<RouteView>,
     next_id: AtomicU64,
     timeout: Duration,
+    /// Transport counters already exported.
+    counted: std::sync::Mutex<lifeline_bindings::transport::TransportStats>,
     /// Heads (and the logs under them) for `newHeads` and `logs` subscriptions.
     pub heads: HeadFollower,
     /// Pending transaction hashes for `newPendingTransactions` subscriptions.
@@ -115,6 +117,7 @@ impl ServiceHandle {
             names,
             view: RwLock::new(RouteView::default()),
             next_id: AtomicU64::new(1),
+            counted: Default::default(),
             timeout: config.limits.request_timeout(),
         })
     }
@@ -239,14 +242,10 @@ impl ServiceHandle {
         let request = Request::new(call.method.clone(), id, call.params.clone())
             .serialize()
             .map_err(|e| (code::INVALID_PARAMS, format!("invalid params: {e}")))?;
-        let before = self.transport.stats().failovers;
         let mut transport = self.transport.clone();
         let sent =
             tokio::time::timeout(self.timeout, transport.call(RequestPacket::Single(request)))
                 .await;
-        if self.transport.stats().failovers > before {
-            self.metrics.failovers.get_or_create(&Metrics::service(&self.name)).inc();
-        }
         let packet = match sent {
             Err(_) => {
                 return Err((
@@ -275,6 +274,20 @@ impl ServiceHandle {
                 rpc::failure_text(call.id.as_deref(), err.code, &err.message, err.data.as_deref())
             }
         })
+    }
+
+    /// Brings the failover and hedge counters up to the transport's own counts (called before
+    /// each `/metrics` scrape).
+    pub fn sync_counters(&self) {
+        let stats = self.transport.stats();
+        let labels = Metrics::service(&self.name);
+        let mut seen = self.counted.lock().unwrap_or_else(|p| p.into_inner());
+        self.metrics
+            .failovers
+            .get_or_create(&labels)
+            .inc_by(stats.failovers.saturating_sub(seen.failovers));
+        self.metrics.hedges.get_or_create(&labels).inc_by(stats.hedges.saturating_sub(seen.hedges));
+        *seen = stats;
     }
 
     /// A raw JSON value call through the failover transport, for the gateway's own reads.

@@ -74,8 +74,13 @@ pub struct HeadFollower {
     max_backfill: u64,
     metrics: Metrics,
     sender: broadcast::Sender<ChainEvent>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    task: TaskSlot,
 }
+
+/// The follower task, shared with the task itself: subscribing and the task's "no subscriber
+/// left, stop" decision happen under this one lock, so a subscriber never joins a follower
+/// that is stopping.
+type TaskSlot = Arc<Mutex<Option<JoinHandle<()>>>>;
 
 impl HeadFollower {
     /// A follower reading through `client` (the service's failover transport).
@@ -87,15 +92,16 @@ impl HeadFollower {
         metrics: Metrics,
     ) -> Self {
         let (sender, _) = broadcast::channel(CHANNEL);
-        Self { service, client, poll, max_backfill, metrics, sender, task: Mutex::new(None) }
+        Self { service, client, poll, max_backfill, metrics, sender, task: TaskSlot::default() }
     }
 
     /// Subscribes to the canonical chain from the next head on, starting the follower if needed.
     pub fn subscribe(&self) -> broadcast::Receiver<ChainEvent> {
-        let receiver = self.sender.subscribe();
         let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+        let receiver = self.sender.subscribe();
         if task.as_ref().is_none_or(JoinHandle::is_finished) {
             let walker = Walker {
+                slot: self.task.clone(),
                 service: self.service.clone(),
                 client: self.client.clone(),
                 poll: self.poll,
@@ -120,6 +126,7 @@ impl Drop for HeadFollower {
 }
 
 struct Walker {
+    slot: TaskSlot,
     service: String,
     client: RpcClient,
     poll: Duration,
@@ -137,9 +144,13 @@ impl Walker {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if self.sender.receiver_count() == 0 {
-                debug!(target: "gateway::subscribe", service = %self.service, "no subscriber left; head follower stops");
-                return;
+            {
+                let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
+                if self.sender.receiver_count() == 0 {
+                    debug!(target: "gateway::subscribe", service = %self.service, "no subscriber left; head follower stops");
+                    *slot = None;
+                    return;
+                }
             }
             match self.step().await {
                 Ok(()) if self.failing => {
@@ -193,10 +204,20 @@ impl Walker {
                     self.deliver(block, backfill);
                     next += 1;
                 }
-                _ => {
+                // A reorg deeper than what was remembered emptied the window: go on from here.
+                None => {
+                    self.deliver(block, backfill);
+                    next += 1;
+                }
+                Some(tip) => {
                     // `block` does not extend the chain delivered so far: unwind to the common
-                    // ancestor, then continue from there.
-                    next = self.unwind(block.number).await? + 1;
+                    // ancestor, then continue from there. If nothing was unwound, two routes
+                    // disagree (one forked or behind): wait for the next poll rather than spin.
+                    let ancestor = self.unwind(block.number).await?;
+                    if self.recent.back().map(|b| b.hash) == Some(tip.hash) {
+                        return Ok(());
+                    }
+                    next = ancestor + 1;
                 }
             }
         }
@@ -204,20 +225,31 @@ impl Walker {
     }
 
     /// Removes delivered blocks that are no longer canonical (from `from` down); returns the
-    /// number of the common ancestor.
+    /// number of the common ancestor. A route that does not have a block (null) or fails is
+    /// not evidence of a reorg: the window is restored and the step fails, to be retried.
     async fn unwind(&mut self, from: u64) -> Result<u64, String> {
-        let mut removed = Vec::new();
+        let mut removed: Vec<HeadBlock> = Vec::new();
         while let Some(tip) = self.recent.back().cloned() {
             if tip.number < from {
-                let canonical = self.block(&format!("{:#x}", tip.number)).await?;
-                if canonical.is_some_and(|b| b.hash == tip.hash) {
-                    break;
+                match self.block(&format!("{:#x}", tip.number)).await {
+                    Ok(Some(canonical)) if canonical.hash == tip.hash => break,
+                    Ok(Some(_)) => {}
+                    failed => {
+                        for block in removed.into_iter().rev() {
+                            self.recent.push_back(block);
+                        }
+                        return Err(match failed {
+                            Err(e) => e,
+                            _ => format!("route lacks block {}", tip.number),
+                        });
+                    }
                 }
             }
             removed.push(tip);
             self.recent.pop_back();
         }
-        let ancestor = self.recent.back().map_or(from.saturating_sub(1), |b| b.number);
+        let lowest_removed = removed.last().map_or(from, |b| b.number);
+        let ancestor = self.recent.back().map_or(lowest_removed.saturating_sub(1), |b| b.number);
         if !removed.is_empty() {
             warn!(target: "gateway::subscribe", service = %self.service, blocks = removed.len(), ancestor, "reorg: blocks left the canonical chain");
             self.metrics
@@ -225,13 +257,6 @@ impl Walker {
                 .get_or_create(&Metrics::service(&self.service))
                 .inc_by(removed.len() as u64);
             let _ = self.sender.send(ChainEvent::Reorg(Arc::new(removed)));
-        }
-        if self.recent.is_empty() {
-            // Deeper than the window: restart from the current head.
-            if let Some(latest) = self.block("latest").await? {
-                self.deliver(latest.clone(), false);
-                return Ok(latest.number);
-            }
         }
         Ok(ancestor)
     }
@@ -382,7 +407,9 @@ impl LogStream {
                     if gone.contains(hash) {
                         for log in logs {
                             let mut log = log.clone();
-                            log["removed"] = Value::Bool(true);
+                            if let Some(object) = log.as_object_mut() {
+                                object.insert("removed".into(), Value::Bool(true));
+                            }
                             out.push(log);
                         }
                         false
@@ -403,23 +430,23 @@ pub struct PendingFollower {
     client: RpcClient,
     poll: Duration,
     sender: broadcast::Sender<Arc<String>>,
-    task: Mutex<Option<JoinHandle<()>>>,
+    task: TaskSlot,
 }
 
 impl PendingFollower {
     /// A follower reading through `client`.
     pub fn new(client: RpcClient, poll: Duration) -> Self {
         let (sender, _) = broadcast::channel(CHANNEL);
-        Self { client, poll, sender, task: Mutex::new(None) }
+        Self { client, poll, sender, task: TaskSlot::default() }
     }
 
     /// Subscribes to pending transaction hashes.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<String>> {
-        let receiver = self.sender.subscribe();
         let mut task = self.task.lock().unwrap_or_else(|p| p.into_inner());
+        let receiver = self.sender.subscribe();
         if task.as_ref().is_none_or(JoinHandle::is_finished) {
             let (client, poll, sender) = (self.client.clone(), self.poll, self.sender.clone());
-            *task = Some(tokio::spawn(poll_pending(client, poll, sender)));
+            *task = Some(tokio::spawn(poll_pending(client, poll, sender, self.task.clone())));
         }
         receiver
     }
@@ -433,14 +460,27 @@ impl Drop for PendingFollower {
     }
 }
 
-async fn poll_pending(client: RpcClient, poll: Duration, sender: broadcast::Sender<Arc<String>>) {
+async fn poll_pending(
+    client: RpcClient,
+    poll: Duration,
+    sender: broadcast::Sender<Arc<String>>,
+    slot: TaskSlot,
+) {
     let mut filter: Option<String> = None;
     let mut seen: VecDeque<String> = VecDeque::new();
     let mut seen_set: HashSet<String> = HashSet::new();
     let mut tick = tokio::time::interval(poll);
     loop {
         tick.tick().await;
-        if sender.receiver_count() == 0 {
+        let stop = {
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            let stop = sender.receiver_count() == 0;
+            if stop {
+                *slot = None;
+            }
+            stop
+        };
+        if stop {
             if let Some(id) = filter {
                 let _ = client.request::<_, Value>("eth_uninstallFilter", [id]).await;
             }

@@ -8,7 +8,7 @@ use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::{
-    sync::{Semaphore, broadcast, mpsc, watch},
+    sync::{Semaphore, broadcast, mpsc, oneshot, watch},
     task::JoinHandle,
 };
 use tracing::debug;
@@ -23,6 +23,8 @@ use crate::{
 
 /// Calls one connection may have in flight at once.
 const IN_FLIGHT_PER_CONNECTION: usize = 64;
+/// Longest a write to a client may take; a client that does not read is disconnected.
+const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Serves one WebSocket connection until the client closes it or the gateway shuts down.
 pub(crate) async fn session(
@@ -32,13 +34,16 @@ pub(crate) async fn session(
     peer: std::net::IpAddr,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let _session = Session::open(&state);
     let (mut sink, mut stream) = socket.split();
     let (out, mut outbox) = mpsc::channel::<Message>(1024);
     let writer = tokio::spawn(async move {
         while let Some(message) = outbox.recv().await {
             let closing = matches!(message, Message::Close(_));
-            if sink.send(message).await.is_err() || closing {
-                break;
+            // A client that stops reading is disconnected rather than buffered for.
+            match tokio::time::timeout(WRITE_TIMEOUT, sink.send(message)).await {
+                Ok(Ok(())) if !closing => {}
+                _ => break,
             }
         }
         let _ = sink.close().await;
@@ -48,6 +53,8 @@ pub(crate) async fn session(
     loop {
         let message = tokio::select! {
             message = stream.next() => message,
+            // The writer gave up on this client (timeout or closed socket).
+            () = out.closed() => break,
             _ = shutdown.changed() => {
                 let frame = CloseFrame { code: 1001, reason: Utf8Bytes::from_static("gateway shutting down") };
                 let _ = out.send(Message::Close(Some(frame))).await;
@@ -129,8 +136,12 @@ pub(crate) async fn session(
         };
         match call.method.as_str() {
             "eth_subscribe" => {
-                let answer = subscribe(&call, &service, &state, &out, &mut subs);
+                // The answer (with the id) goes out before the subscription's first event.
+                let (answer, start) = subscribe(&call, &service, &state, &out, &mut subs);
                 let _ = out.send(Message::Text(answer.into())).await;
+                if let Some(start) = start {
+                    let _ = start.send(());
+                }
             }
             "eth_unsubscribe" => {
                 let id = serde_json::from_str::<Vec<String>>(call.params.get())
@@ -175,8 +186,10 @@ fn subscribe(
     state: &Arc<AppState>,
     out: &mpsc::Sender<Message>,
     subs: &mut HashMap<String, JoinHandle<()>>,
-) -> String {
-    let fail = |code: i64, message: &str| rpc::error(call.id.as_deref(), code, message).to_string();
+) -> (String, Option<oneshot::Sender<()>>) {
+    let fail = |code: i64, message: &str| {
+        (rpc::error(call.id.as_deref(), code, message).to_string(), None)
+    };
     let params: Vec<Value> = match serde_json::from_str(call.params.get()) {
         Ok(params) => params,
         Err(_) => return fail(code::INVALID_PARAMS, "eth_subscribe takes [kind, options?]"),
@@ -192,17 +205,36 @@ fn subscribe(
             &format!("limits.max_subscriptions_per_connection ({limit}) reached"),
         );
     }
+    // Checked before any metric is labelled with it: a client cannot grow the label set.
+    let kind: &'static str = match kind.as_str() {
+        "newHeads" => "newHeads",
+        "logs" => "logs",
+        "newPendingTransactions" => "newPendingTransactions",
+        other => {
+            let other: String = other.chars().take(40).collect();
+            return fail(
+                code::INVALID_PARAMS,
+                &format!(
+                    "unsupported subscription {other:?}: newHeads, logs or newPendingTransactions"
+                ),
+            );
+        }
+    };
     let id = format!("0x{}", alloy::primitives::hex::encode(rand_id()));
+    let (start, started) = oneshot::channel::<()>();
     let gauge = state
         .metrics
         .subscriptions
-        .get_or_create(&KindLabels { service: service.name.clone(), kind: kind.clone() })
+        .get_or_create(&KindLabels { service: service.name.clone(), kind: kind.into() })
         .clone();
     let notify = Notifier { id: id.clone(), out: out.clone() };
-    let task = match kind.as_str() {
+    let task = match kind {
         "newHeads" => {
             let mut events = service.heads.subscribe();
             tokio::spawn(async move {
+                if started.await.is_err() {
+                    return;
+                }
                 gauge.inc();
                 let _guard = Dec(gauge);
                 loop {
@@ -239,6 +271,9 @@ fn subscribe(
                 .get_or_create(&KindLabels { service: service.name.clone(), kind: "logs".into() })
                 .clone();
             tokio::spawn(async move {
+                if started.await.is_err() {
+                    return;
+                }
                 gauge.inc();
                 let _guard = Dec(gauge);
                 loop {
@@ -272,6 +307,9 @@ fn subscribe(
         "newPendingTransactions" => {
             let mut hashes = service.pending.subscribe();
             tokio::spawn(async move {
+                if started.await.is_err() {
+                    return;
+                }
                 gauge.inc();
                 let _guard = Dec(gauge);
                 loop {
@@ -289,17 +327,27 @@ fn subscribe(
                 }
             })
         }
-        other => {
-            return fail(
-                code::INVALID_PARAMS,
-                &format!(
-                    "unsupported subscription {other:?}: newHeads, logs or newPendingTransactions"
-                ),
-            );
-        }
+        _ => return fail(code::INVALID_PARAMS, "unsupported subscription"),
     };
     subs.insert(id.clone(), task);
-    rpc::success_text(call.id.as_deref(), &crate::service::raw(&Value::String(id)))
+    let answer = rpc::success_text(call.id.as_deref(), &crate::service::raw(&Value::String(id)));
+    (answer, Some(start))
+}
+
+/// Counts an open session in `AppState::sessions` for as long as it lives.
+struct Session(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Session {
+    fn open(state: &AppState) -> Self {
+        state.sessions.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Self(state.sessions.clone())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 struct Notifier {

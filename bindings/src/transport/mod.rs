@@ -168,6 +168,8 @@ pub struct TransportStats {
     pub failovers: u64,
     /// Requests that failed on every route.
     pub failures: u64,
+    /// Slow reads also sent to a second route (hedged).
+    pub hedges: u64,
 }
 
 struct Shared<C: Connector> {
@@ -436,6 +438,7 @@ impl<C: Connector> FailoverTransport<C> {
                 () = hedge => {
                     if let Some(route) = pending.next() {
                         debug!(target: "lifeline::transport", url = %route.url, "hedging a slow read");
+                        self.count(|s| s.hedges += 1);
                         in_flight.push(self.attempt(route, request.clone(), probe));
                         started += 1;
                     }
