@@ -44,6 +44,7 @@
 
 mod classify;
 pub mod filters;
+pub mod freshness;
 mod head;
 pub mod health;
 
@@ -66,6 +67,7 @@ use tracing::{debug, warn};
 
 use self::{
     classify::{Outcome, classify, is_transaction_submission},
+    freshness::{BlockNeed, FreshnessConfig, HeadTracker, Judgement, Skip},
     head::{HeadProbe, ServedHead},
     health::{BreakerConfig, RouteHealth, rank},
 };
@@ -118,6 +120,30 @@ pub struct FailoverConfig {
     pub hedge_after: Option<Duration>,
     /// Circuit breaker per route.
     pub breaker: BreakerConfig,
+    /// Head-aware routing: stale, lagging, forked and wrong-chain routes are not read from.
+    pub freshness: FreshnessConfig,
+    /// Per-request consensus for the methods named (`None`: off).
+    pub consensus: Option<ConsensusConfig>,
+}
+
+/// Per-request consensus: ask `ask` fresh routes, answer when `agree` of them return the same
+/// result (the same block, since the reads are pinned to fresh routes); the others are
+/// dissenters (logged, counted, and their breaker fed, so a route that keeps dissenting is
+/// skipped).
+#[derive(Debug, Clone)]
+pub struct ConsensusConfig {
+    /// The methods asked this way, e.g. `eth_call`.
+    pub methods: Vec<String>,
+    /// How many routes are asked.
+    pub ask: usize,
+    /// How many identical answers are needed.
+    pub agree: usize,
+}
+
+impl Default for ConsensusConfig {
+    fn default() -> Self {
+        Self { methods: vec!["eth_call".into()], ask: 3, agree: 2 }
+    }
 }
 
 impl Default for FailoverConfig {
@@ -127,6 +153,8 @@ impl Default for FailoverConfig {
             attempt_timeout: Duration::from_secs(2),
             hedge_after: Some(Duration::from_millis(250)),
             breaker: BreakerConfig::default(),
+            freshness: FreshnessConfig::default(),
+            consensus: None,
         }
     }
 }
@@ -155,6 +183,10 @@ pub struct RouteReport {
     pub error_rate: f64,
     /// The breaker keeps it out of rotation right now.
     pub breaker_open: bool,
+    /// The route's last known head.
+    pub head: Option<u64>,
+    /// Why reads skip it right now (lagging, stalled, ahead, wrong chain, forked, no head).
+    pub skip: Option<Skip>,
 }
 
 /// Counters of the transport's work. A filter method answered by the transport counts as one
@@ -170,6 +202,10 @@ pub struct TransportStats {
     pub failures: u64,
     /// Slow reads also sent to a second route (hedged).
     pub hedges: u64,
+    /// Reads refused because no route was fresh (`all authorised routes are stale`).
+    pub stale_refusals: u64,
+    /// Consensus answers a route disagreed with (or failed to give).
+    pub dissents: u64,
 }
 
 struct Shared<C: Connector> {
@@ -181,6 +217,19 @@ struct Shared<C: Connector> {
     served: Arc<ServedHead>,
     /// Filters the transport answers itself (see [`filters`]).
     filters: filters::Filters,
+    /// Every route's head and chain id (see [`freshness`]).
+    heads: Arc<Mutex<HeadTracker>>,
+    /// Head observations made by the poller; the poller starts on the first request.
+    polls: tokio::sync::watch::Sender<u64>,
+    poller: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl<C: Connector> Drop for Shared<C> {
+    fn drop(&mut self) {
+        if let Some(poller) = self.poller.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            poller.abort();
+        }
+    }
 }
 
 /// The failover transport. Cheap to clone: clones share routes, health and counters.
@@ -233,6 +282,9 @@ impl<C: Connector> FailoverTransport<C> {
                 stats: Mutex::new(TransportStats::default()),
                 served: Arc::default(),
                 filters: filters::Filters::default(),
+                heads: Arc::default(),
+                polls: tokio::sync::watch::channel(0).0,
+                poller: Mutex::new(None),
             }),
         }
     }
@@ -314,7 +366,9 @@ impl<C: Connector> FailoverTransport<C> {
     /// Health of every route, best first.
     pub fn routes(&self) -> Vec<RouteReport> {
         let now = Instant::now();
-        self.ranked(now)
+        let ranked = self.ranked(now);
+        let judgement = self.judge(&ranked, now);
+        ranked
             .into_iter()
             .map(|route| {
                 let health = route.health.lock().unwrap_or_else(|p| p.into_inner());
@@ -323,9 +377,108 @@ impl<C: Connector> FailoverTransport<C> {
                     latency_ms: health.latency_ms(),
                     error_rate: health.error_rate(),
                     breaker_open: health.is_open(now),
+                    head: judgement.as_ref().and_then(|j| j.heads.get(&route.url).copied()),
+                    skip: judgement.as_ref().and_then(|j| j.skipped.get(&route.url).cloned()),
                 }
             })
             .collect()
+    }
+
+    /// The reference head: the highest block a strict majority of the routes with recent head
+    /// data reached (`None` before any head data, or with head-aware routing off).
+    pub fn reference_head(&self) -> Option<u64> {
+        let now = Instant::now();
+        self.judge(&self.ranked(now), now).and_then(|j| j.reference)
+    }
+
+    /// The freshness verdict on `routes` (`None` when head-aware routing is off).
+    fn judge(&self, routes: &[Arc<Route<C::Transport>>], now: Instant) -> Option<Judgement> {
+        let config = &self.shared.config.freshness;
+        if !config.enabled {
+            return None;
+        }
+        let urls: Vec<Url> = routes.iter().map(|r| r.url.clone()).collect();
+        let heads = self.shared.heads.lock().unwrap_or_else(|p| p.into_inner());
+        Some(heads.judge(&urls, config, now))
+    }
+
+    /// Starts the head poller (once), in the caller's runtime.
+    fn ensure_poller(&self) {
+        if !self.shared.config.freshness.enabled {
+            return;
+        }
+        let mut poller = self.shared.poller.lock().unwrap_or_else(|p| p.into_inner());
+        if poller.is_none() {
+            let weak = Arc::downgrade(&self.shared);
+            *poller = Some(tokio::spawn(poll_heads(weak)));
+        }
+    }
+
+    /// Waits (at most a second) for the first head observation, so the very first reads are
+    /// judged too.
+    async fn first_poll(&self) {
+        let mut polls = self.shared.polls.subscribe();
+        let timeout = self.shared.config.attempt_timeout.min(Duration::from_secs(1));
+        let _ = tokio::time::timeout(timeout, polls.wait_for(|n| *n > 0)).await;
+    }
+
+    /// The routes a Single read may use, in rank order: fresh ones for the head, ones that have
+    /// the block for a specific block; an error naming every route and why when none may.
+    async fn eligible(
+        &self,
+        routes: Vec<Arc<Route<C::Transport>>>,
+        request: &RequestPacket,
+    ) -> Result<Vec<Arc<Route<C::Transport>>>, TransportError> {
+        let config = &self.shared.config.freshness;
+        if !config.enabled {
+            return Ok(routes);
+        }
+        let RequestPacket::Single(single) = request else { return Ok(routes) };
+        let transaction = is_transaction_submission(request);
+        let need = if transaction {
+            BlockNeed::Any
+        } else {
+            freshness::block_need(single.method(), single.params())
+        };
+        if *self.shared.polls.borrow() == 0 {
+            self.first_poll().await;
+        }
+        let Some(judgement) = self.judge(&routes, Instant::now()) else { return Ok(routes) };
+        if judgement.reference.is_none() {
+            // No route has recent head data (start-up, or every route silent): nothing to judge
+            // freshness by, so the routes are tried and their failures, if any, named.
+            return Ok(routes
+                .into_iter()
+                .filter(|r| !matches!(judgement.skipped.get(&r.url), Some(Skip::WrongChain(_))))
+                .collect());
+        }
+        let allowed = |route: &Arc<Route<C::Transport>>| match need {
+            // Anything may go to a route on the right chain.
+            BlockNeed::Any => {
+                !matches!(judgement.skipped.get(&route.url), Some(Skip::WrongChain(_)))
+            }
+            BlockNeed::Head => judgement.is_fresh(&route.url),
+            BlockNeed::AtLeast(n) => judgement.has_block(&route.url, n),
+        };
+        let (ok, skipped): (Vec<_>, Vec<_>) = routes.into_iter().partition(|r| allowed(r));
+        if !ok.is_empty() {
+            return Ok(ok);
+        }
+        if config.allow_stale {
+            return Ok(skipped);
+        }
+        self.count(|s| s.stale_refusals += 1);
+        let reasons = skipped
+            .iter()
+            .map(|r| {
+                let why = judgement.skipped.get(&r.url).map_or_else(
+                    || "does not have the block asked for".to_string(),
+                    ToString::to_string,
+                );
+                (r.url.clone(), why)
+            })
+            .collect();
+        Err(TransportErrorKind::custom(AllRoutesStale { reference: judgement.reference, reasons }))
     }
 
     /// Counters since creation.
@@ -374,14 +527,92 @@ impl<C: Connector> FailoverTransport<C> {
     /// Sends a request to the routes (every route for a transaction, otherwise one at a time);
     /// returns the answer and the route that gave it.
     async fn route(&self, request: RequestPacket) -> Result<(Url, ResponsePacket), TransportError> {
+        self.ensure_poller();
         let routes = self.ranked(Instant::now());
         if routes.is_empty() {
             return Err(TransportErrorKind::custom(AllRoutesFailed { attempts: Vec::new() }));
         }
+        let routes = self.eligible(routes, &request).await?;
         if is_transaction_submission(&request) {
-            self.broadcast(routes, request).await
-        } else {
-            self.one_at_a_time(routes, request).await
+            return self.broadcast(routes, request).await;
+        }
+        if let (Some(consensus), RequestPacket::Single(single)) =
+            (&self.shared.config.consensus, &request)
+            && consensus.methods.iter().any(|m| m == single.method())
+        {
+            return self.consensus(routes, request, consensus.clone()).await;
+        }
+        self.one_at_a_time(routes, request).await
+    }
+
+    /// Asks up to `ask` routes at once; the first result `agree` of them return is the answer.
+    async fn consensus(
+        &self,
+        routes: Vec<Arc<Route<C::Transport>>>,
+        request: RequestPacket,
+        config: ConsensusConfig,
+    ) -> Result<(Url, ResponsePacket), TransportError> {
+        let asked: Vec<_> = routes.into_iter().take(config.ask.max(1)).collect();
+        let agree = config.agree.clamp(1, asked.len().max(1));
+        let mut in_flight: FuturesUnordered<_> =
+            asked.iter().map(|route| self.attempt(route.clone(), request.clone(), None)).collect();
+        let mut answers: Vec<(Url, String, ResponsePacket)> = Vec::new();
+        let mut failed: Vec<(Url, String)> = Vec::new();
+        while let Some((url, outcome)) = in_flight.next().await {
+            match outcome {
+                Outcome::Done(packet) => {
+                    let key = match &packet {
+                        ResponsePacket::Single(r) => match &r.payload {
+                            alloy::rpc::json_rpc::ResponsePayload::Success(raw) => {
+                                raw.get().to_string()
+                            }
+                            alloy::rpc::json_rpc::ResponsePayload::Failure(e) => {
+                                format!("error {} {}", e.code, e.message)
+                            }
+                        },
+                        ResponsePacket::Batch(_) => String::new(),
+                    };
+                    answers.push((url, key.clone(), packet));
+                    let same = answers.iter().filter(|(_, k, _)| *k == key).count();
+                    if same >= agree {
+                        // The others (answered or not) dissent only if they answered otherwise.
+                        for (other, k, _) in &answers {
+                            if *k != key {
+                                self.dissent(other, "answered differently");
+                            }
+                        }
+                        let (url, _, packet) =
+                            answers.into_iter().find(|(_, k, _)| *k == key).expect("present");
+                        return Ok((url, packet));
+                    }
+                }
+                Outcome::Fatal(err) => return Err(err),
+                Outcome::Retry(reason) => failed.push((url, reason)),
+            }
+        }
+        for (url, key, _) in &answers {
+            self.dissent(
+                url,
+                &format!("no {agree} routes agreed (this one: {})", &key[..key.len().min(80)]),
+            );
+        }
+        failed.extend(
+            answers
+                .into_iter()
+                .map(|(url, _, _)| (url, format!("no {agree} of {} routes agreed", asked.len()))),
+        );
+        Err(TransportErrorKind::custom(AllRoutesFailed { attempts: failed }))
+    }
+
+    fn dissent(&self, url: &Url, why: &str) {
+        warn!(target: "lifeline::transport", %url, why, "route dissented from the consensus answer");
+        self.count(|s| s.dissents += 1);
+        if let Some(route) = self.route_by_url(url) {
+            route
+                .health
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .record_failure(Instant::now(), &self.shared.config.breaker);
         }
     }
 
@@ -497,6 +728,7 @@ impl<C: Connector> FailoverTransport<C> {
         let timeout = self.shared.config.attempt_timeout;
         let breaker = self.shared.config.breaker;
         let served = self.shared.served.clone();
+        let heads = self.shared.heads.clone();
         let mut transport = route.transport.clone();
         async move {
             let started = Instant::now();
@@ -507,12 +739,25 @@ impl<C: Connector> FailoverTransport<C> {
             let mut behind = false;
             if let (Outcome::Done(packet), Some(probe)) = (&outcome, probe)
                 && let Some(head) = probe.head(packet)
+            {
+                heads.lock().unwrap_or_else(|p| p.into_inner()).observe_answer(
+                    &route.url,
+                    head,
+                    Instant::now(),
+                );
+            }
+            if let (Outcome::Done(packet), Some(probe)) = (&outcome, probe)
+                && let Some(head) = probe.head(packet)
                 && let Err(already) = served.raise(head)
             {
                 behind = true;
                 outcome = Outcome::Retry(format!(
                     "behind the head already served ({head:#x} < {already:#x})"
                 ));
+            }
+            if matches!(outcome, Outcome::Retry(_)) && !behind {
+                // A route that just failed has no head to trust until its next answer.
+                heads.lock().unwrap_or_else(|p| p.into_inner()).observe_silence(&route.url);
             }
             let mut health = route.health.lock().unwrap_or_else(|p| p.into_inner());
             match &outcome {
@@ -554,6 +799,97 @@ impl Drop for Follower {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// No route is fresh enough for a read; lists each route and why it was skipped.
+#[derive(Debug, thiserror::Error)]
+#[error("all authorised routes are stale{}: {}", reference.map(|r| format!(" (reference head {r})")).unwrap_or_default(), describe(reasons))]
+pub struct AllRoutesStale {
+    /// The reference head, if any route had recent head data.
+    pub reference: Option<u64>,
+    /// Each route and why it was skipped.
+    pub reasons: Vec<(Url, String)>,
+}
+
+/// Polls every route's head at `poll_interval` (and its chain id until known, then every 30
+/// rounds) while the transport lives.
+async fn poll_heads<C: Connector>(shared: std::sync::Weak<Shared<C>>) {
+    let mut round: u64 = 0;
+    loop {
+        let Some(strong) = shared.upgrade() else { return };
+        let interval = strong.config.freshness.poll_interval;
+        let timeout = strong.config.attempt_timeout;
+        let routes = strong.table.read().unwrap_or_else(|p| p.into_inner()).routes.clone();
+        let heads = strong.heads.clone();
+        let polls = strong.polls.clone();
+        drop(strong);
+        let urls: Vec<Url> = routes.iter().map(|r| r.url.clone()).collect();
+        heads.lock().unwrap_or_else(|p| p.into_inner()).retain(&urls);
+        let polls_round = round;
+        let probes = routes.into_iter().map(|route| {
+            let heads = heads.clone();
+            let polls = polls.clone();
+            async move {
+                let mut transport = route.transport.clone();
+                let knows_chain =
+                    heads.lock().unwrap_or_else(|p| p.into_inner()).knows_chain(&route.url);
+                if !knows_chain || polls_round.is_multiple_of(30) {
+                    let ask = single("eth_chainId", serde_json::json!([]));
+                    if let Ok(Ok(packet)) = tokio::time::timeout(timeout, transport.call(ask)).await
+                        && let Some(id) = result_as::<alloy::primitives::U64>(&packet)
+                    {
+                        heads
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .observe_chain(&route.url, id.to::<u64>());
+                    }
+                }
+                let ask = single("eth_getBlockByNumber", serde_json::json!(["latest", false]));
+                let answer = tokio::time::timeout(timeout, transport.call(ask)).await;
+                let block = match &answer {
+                    Ok(Ok(packet)) => result_as::<PolledHead>(packet),
+                    _ => None,
+                };
+                if block.is_none() {
+                    heads.lock().unwrap_or_else(|p| p.into_inner()).observe_silence(&route.url);
+                }
+                if let Some(block) = block {
+                    heads.lock().unwrap_or_else(|p| p.into_inner()).observe(
+                        &route.url,
+                        block.number.to::<u64>(),
+                        Some(block.hash),
+                        Instant::now(),
+                    );
+                    polls.send_modify(|n| *n += 1);
+                }
+            }
+        });
+        futures_util::future::join_all(probes).await;
+        round += 1;
+        tokio::time::sleep(interval).await;
+    }
+}
+
+/// What the head poll reads of a block.
+#[derive(serde::Deserialize)]
+struct PolledHead {
+    number: alloy::primitives::U64,
+    hash: alloy::primitives::B256,
+}
+
+fn single(method: &'static str, params: serde_json::Value) -> RequestPacket {
+    let request =
+        alloy::rpc::json_rpc::Request::new(method, alloy::rpc::json_rpc::Id::Number(0), params);
+    match request.serialize() {
+        Ok(serialized) => RequestPacket::Single(serialized),
+        // Serialising a JSON value cannot fail; an empty batch is answered with an error.
+        Err(_) => RequestPacket::Batch(Vec::new()),
+    }
+}
+
+fn result_as<T: serde::de::DeserializeOwned>(packet: &ResponsePacket) -> Option<T> {
+    let ResponsePacket::Single(response) = packet else { return None };
+    response.payload.try_success_as::<T>()?.ok()
 }
 
 /// Every route failed; lists each route tried and why.
@@ -674,7 +1010,13 @@ mod tests {
             asserters.iter().map(|(p, a)| (url(*p), a.clone())).collect(),
             calls.clone(),
         );
-        let config = FailoverConfig { hedge_after: None, ..Default::default() };
+        // Head-aware routing polls every route; these mocks script each answer, so it is off here
+        // (freshness.rs tests the judgement, tests/it/transport.rs the wiring against anvil).
+        let config = FailoverConfig {
+            hedge_after: None,
+            freshness: FreshnessConfig { enabled: false, ..Default::default() },
+            ..Default::default()
+        };
         (FailoverTransport::with_connector(connector, config), calls)
     }
 
@@ -793,7 +1135,11 @@ mod tests {
         let a = Asserter::new();
         a.push_success(&"0x1");
         let connector = MockConnector([(url(9), a)].into_iter().collect(), Calls::default());
-        let config = FailoverConfig { bootstrap: vec![url(9)], ..Default::default() };
+        let config = FailoverConfig {
+            bootstrap: vec![url(9)],
+            freshness: FreshnessConfig { enabled: false, ..Default::default() },
+            ..Default::default()
+        };
         let t = FailoverTransport::with_connector(connector, config);
         assert_eq!(t.epoch(), None);
         let provider = ProviderBuilder::new().connect_client(RpcClient::new(t, true));

@@ -104,3 +104,30 @@ async fn batches_keep_their_order_and_services_resolve_by_name_or_id() -> eyre::
 fn code(body: &str) -> i64 {
     serde_json::from_str::<Value>(body).ok().and_then(|v| v["error"]["code"].as_i64()).unwrap_or(0)
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_made_through_the_gateway_survive_the_loss_of_their_route() -> eyre::Result<()> {
+    let f = Fixture::start("").await?;
+    let filter = f.call(json!({"jsonrpc": "2.0", "id": 1, "method": "eth_newBlockFilter"})).await?;
+    let id =
+        filter["result"].as_str().ok_or_else(|| eyre::eyre!("filter id: {filter}"))?.to_string();
+    // The route that served the call (the best one) goes down; a block is mined on anvil.
+    let best = f.gateway.services()[0].transport().routes()[0].url.to_string();
+    for proxy in f.devnet.proxies() {
+        if best.starts_with(&proxy.url()) {
+            proxy.set(lifeline_devnet::Fault::Down);
+        }
+    }
+    let anvil = alloy::providers::ProviderBuilder::new().connect_http(f.devnet.rpc_url().parse()?);
+    alloy::providers::Provider::raw_request::<_, Value>(&anvil, "evm_mine".into(), ()).await?;
+    let changes = f
+        .call(json!({"jsonrpc": "2.0", "id": 2, "method": "eth_getFilterChanges", "params": [id]}))
+        .await?;
+    let hashes = changes["result"].as_array().ok_or_else(|| eyre::eyre!("changes: {changes}"))?;
+    assert_eq!(hashes.len(), 1, "the new block, once, from another route: {changes}");
+    let again = f
+        .call(json!({"jsonrpc": "2.0", "id": 3, "method": "eth_getFilterChanges", "params": [id]}))
+        .await?;
+    assert_eq!(again["result"], json!([]), "nothing new: {again}");
+    Ok(())
+}

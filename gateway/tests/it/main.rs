@@ -53,9 +53,14 @@ impl Fixture {
         self.gateway.http_url(DEVNET_SERVICE)
     }
 
-    /// Requests the upstream proxies received so far.
+    /// Requests the upstream proxies received so far, minus the transport's own head polls
+    /// (`eth_chainId`, `eth_getBlockByNumber`), which run in the background.
     pub(crate) fn upstream_requests(&self) -> u64 {
-        self.devnet.proxies().iter().map(|p| p.requests()).sum()
+        self.devnet
+            .proxies()
+            .iter()
+            .map(|p| p.requests() - p.calls("eth_chainId") - p.calls("eth_getBlockByNumber"))
+            .sum()
     }
 
     /// POSTs `body` to `url`; (status, body text).
