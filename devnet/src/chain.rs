@@ -3,17 +3,21 @@
 use std::{
     path::{Path, PathBuf},
     process::Stdio,
+    time::Duration,
 };
 
 use alloy::{
     network::EthereumWallet,
-    node_bindings::{Anvil, AnvilInstance},
+    node_bindings::NodeError,
     primitives::{Address, B256, TxHash},
     providers::{Provider, ProviderBuilder},
-    signers::local::PrivateKeySigner,
+    signers::{k256::SecretKey, local::PrivateKeySigner},
 };
 use lifeline_bindings::{Attestation, RouteRegistry, Verdict, attestation, service_id};
-use tokio::process::Command;
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{Child, Command},
+};
 use tracing::info;
 
 use crate::{Error, FaultProxy, Result, Toolchain};
@@ -63,10 +67,11 @@ impl Default for DevnetOptions {
 /// The service every generated devnet configures.
 pub const DEVNET_SERVICE: &str = "eth-devnet/rpc";
 
-/// A running devnet. Dropping it stops the proxies and kills anvil.
+/// A running devnet. Dropping it stops the proxies and kills anvil (so does the death of this
+/// process, however it dies: see [`die_with_parent`]).
 #[derive(Debug)]
 pub struct Devnet {
-    anvil: AnvilInstance,
+    anvil: AnvilProcess,
     registry: Address,
     deploy_block: u64,
     proxies: Vec<FaultProxy>,
@@ -77,26 +82,26 @@ impl Devnet {
     /// Starts anvil on 127.0.0.1 (free port) and deploys and configures the registry with the
     /// project's Foundry scripts. Anvil's first account deploys and governs.
     pub async fn start(toolchain: &Toolchain, options: &DevnetOptions) -> Result<Self> {
-        let mut anvil = Anvil::at(toolchain.anvil()).arg("--host").arg("127.0.0.1");
-        if let Some(block_time) = options.block_time {
-            anvil = anvil.block_time_f64(block_time);
-        }
-        let anvil = anvil.try_spawn()?;
-        let rpc_url = format!("http://127.0.0.1:{}", anvil.port());
-        info!(target: "devnet", url = %rpc_url, chain_id = anvil.chain_id(), "anvil started");
+        let anvil = AnvilProcess::spawn(toolchain, options.block_time).await?;
+        let rpc_url = format!("http://127.0.0.1:{}", anvil.port);
+        info!(target: "devnet", url = %rpc_url, chain_id = anvil.chain_id, "anvil started");
 
-        let deployments = PathBuf::from(format!("target/devnet/{}", anvil.port()));
+        // Deploy.s.sol leaves a pending record; Configure.s.sol (run next, without an explicit
+        // registry) records it once it sees the registry's code, as an operator's run would.
+        let deployments = PathBuf::from(format!("target/devnet/{}", anvil.port));
         let env = [
-            ("DEPLOYER_PRIVATE_KEY", hex_key(&anvil.keys()[0])),
+            ("DEPLOYER_PRIVATE_KEY", hex_key(&anvil.keys[0])),
             ("LIFELINE_DEPLOYMENTS", deployments.display().to_string()),
         ];
         run_script(toolchain, "script/Deploy.s.sol", &rpc_url, &env).await?;
-        let record = toolchain.root().join(&deployments).join(format!("{}.json", anvil.chain_id()));
-        let (registry, deploy_block) = read_deployment(&record)?;
-        info!(target: "devnet", %registry, "registry deployed");
 
-        let mut devnet =
-            Self { anvil, registry, deploy_block, proxies: Vec::new(), keepers: options.keepers };
+        let mut devnet = Self {
+            anvil,
+            registry: Address::ZERO,
+            deploy_block: 0,
+            proxies: Vec::new(),
+            keepers: options.keepers,
+        };
         let config = match &options.config {
             Some(config) => config.clone(),
             None => {
@@ -112,8 +117,24 @@ impl Devnet {
                 path
             }
         };
-        devnet.configure(toolchain, &config).await?;
+        let env = [
+            ("GOVERNOR_PRIVATE_KEY", hex_key(&devnet.anvil.keys[0])),
+            ("LIFELINE_DEPLOYMENTS", deployments.display().to_string()),
+            ("LIFELINE_CONFIG", relative_to(toolchain.root(), &config)),
+        ];
+        run_script(toolchain, "script/Configure.s.sol", &rpc_url, &env).await?;
+        let record =
+            toolchain.root().join(&deployments).join(format!("{}.json", devnet.anvil.chain_id));
+        (devnet.registry, devnet.deploy_block) = read_deployment(&record)?;
+        info!(target: "devnet", registry = %devnet.registry, config = %config.display(), "registry deployed and configured");
         Ok(devnet)
+    }
+
+    /// Stops the proxies and anvil, and waits for anvil to exit.
+    pub async fn shutdown(self) {
+        let Self { anvil, proxies, .. } = self;
+        drop(proxies);
+        anvil.shutdown().await;
     }
 
     fn generated_config(&self, options: &DevnetOptions) -> String {
@@ -164,8 +185,8 @@ impl Devnet {
     /// re-configures services and adds only new endpoints).
     pub async fn configure(&self, toolchain: &Toolchain, config: &Path) -> Result<()> {
         let env = [
-            ("GOVERNOR_PRIVATE_KEY", hex_key(&self.anvil.keys()[0])),
-            ("LIFELINE_REGISTRY", self.registry.to_string()),
+            ("GOVERNOR_PRIVATE_KEY", hex_key(&self.anvil.keys[0])),
+            ("LIFELINE_CONFIGURE_REGISTRY", self.registry.to_string()),
             ("LIFELINE_CONFIG", relative_to(toolchain.root(), config)),
         ];
         run_script(toolchain, "script/Configure.s.sol", &self.rpc_url(), &env).await?;
@@ -175,17 +196,17 @@ impl Devnet {
 
     /// The chain's JSON-RPC URL (always 127.0.0.1, never a name that could resolve elsewhere).
     pub fn rpc_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.anvil.port())
+        format!("http://127.0.0.1:{}", self.anvil.port)
     }
 
     /// The chain's WebSocket URL: anvil serves it on the same port as [`Self::rpc_url`].
     pub fn ws_url(&self) -> String {
-        format!("ws://127.0.0.1:{}", self.anvil.port())
+        format!("ws://127.0.0.1:{}", self.anvil.port)
     }
 
     /// The chain id.
     pub fn chain_id(&self) -> u64 {
-        self.anvil.chain_id()
+        self.anvil.chain_id
     }
 
     /// The deployed RouteRegistry.
@@ -201,7 +222,7 @@ impl Devnet {
     /// anvil's funded dev account `index` (0 deploys and governs; keepers are 1..=keepers).
     /// These are anvil's public test keys, for the devnet only.
     pub fn account(&self, index: usize) -> PrivateKeySigner {
-        self.anvil.keys()[index].clone().into()
+        self.anvil.keys[index].clone().into()
     }
 
     /// The fault-injecting proxies, one per endpoint, in endpoint-index order. Each also passes
@@ -268,7 +289,7 @@ impl Devnet {
         keeper: usize,
         options: &KeeperOptions,
     ) -> Result<PathBuf> {
-        let dir = toolchain.root().join(format!("target/devnet/{}", self.anvil.port()));
+        let dir = toolchain.root().join(format!("target/devnet/{}", self.anvil.port));
         let path = dir.join(format!("keeper-{keeper}.toml"));
         let text = format!(
             r#"# generated by lifeline-devnet for keeper {keeper} ({address})
@@ -292,7 +313,7 @@ heartbeat_secs = {heartbeat}
 receipt_timeout_secs = 5
 
 [metrics]
-{metrics}
+listen = "127.0.0.1:{metrics_port}"
 
 [[service]]
 name = "{service}"
@@ -311,17 +332,12 @@ name = "{service}"
             timeout = options.probe_interval_ms.clamp(100, 800),
             fail_after = options.fail_after,
             heartbeat = options.heartbeat_secs,
-            metrics = match options.metrics_port {
-                Some(port) => format!("listen = \"127.0.0.1:{port}\""),
-                None => "# disabled".into(),
+            metrics_port = match options.metrics_port {
+                Some(port) => port,
+                None => free_port()?,
             },
             service = DEVNET_SERVICE,
         );
-        let text = if options.metrics_port.is_none() {
-            text.replace("[metrics]\n# disabled\n", "")
-        } else {
-            text
-        };
         std::fs::create_dir_all(&dir).and_then(|()| std::fs::write(&path, text)).map_err(
             |source| Error::Io { context: format!("writing {}", path.display()), source },
         )?;
@@ -330,7 +346,8 @@ name = "{service}"
 
     /// Starts `lifeline keeper` (the binary at `lifeline`) as keeper `keeper`, its key in the
     /// environment, its log in `target/devnet/<port>/keeper-<n>.log`. Killed (by PID) when the
-    /// returned handle is dropped.
+    /// returned handle is dropped, and when this process dies (see [`die_with_parent`]). Call
+    /// it from async code (it needs the Tokio runtime), not from `spawn_blocking`.
     pub fn spawn_keeper(
         &self,
         toolchain: &Toolchain,
@@ -338,9 +355,8 @@ name = "{service}"
         keeper: usize,
         config: &Path,
     ) -> Result<KeeperProcess> {
-        let log_path = toolchain
-            .root()
-            .join(format!("target/devnet/{}/keeper-{keeper}.log", self.anvil.port()));
+        let log_path =
+            toolchain.root().join(format!("target/devnet/{}/keeper-{keeper}.log", self.anvil.port));
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(
             |source| Error::Io { context: format!("opening {}", log_path.display()), source },
         )?;
@@ -348,20 +364,22 @@ name = "{service}"
             context: format!("opening {}", log_path.display()),
             source,
         })?;
-        let child = std::process::Command::new(lifeline)
+        let mut command = Command::new(lifeline);
+        command
             .args(["keeper", "--config"])
             .arg(config)
-            .env("LIFELINE_KEEPER_KEY", hex_key(&self.anvil.keys()[keeper]))
+            .env("LIFELINE_KEEPER_KEY", hex_key(&self.anvil.keys[keeper]))
             .env("RUST_LOG", "info")
             .env_remove("LIFELINE_KEEPER_CONFIG")
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err)
-            .spawn()
-            .map_err(|source| Error::Io {
-                context: format!("starting {}", lifeline.display()),
-                source,
-            })?;
+            .kill_on_drop(true);
+        die_with_parent(&mut command);
+        let child = command.spawn().map_err(|source| Error::Io {
+            context: format!("starting {}", lifeline.display()),
+            source,
+        })?;
         info!(target: "devnet", keeper, pid = child.id(), "keeper started");
         Ok(KeeperProcess { child: Some(child), keeper, log: log_path })
     }
@@ -393,7 +411,8 @@ pub struct KeeperOptions {
     pub fail_after: u32,
     /// Heartbeat period, s.
     pub heartbeat_secs: u64,
-    /// Serve /metrics on this port (127.0.0.1), if set.
+    /// Serve /metrics on this port (127.0.0.1); `None` picks a free one, so that keepers on one
+    /// machine never compete for the default port.
     pub metrics_port: Option<u16>,
     /// The registry-chain RPC URLs the keeper uses (default: anvil directly).
     pub registry_rpc: Option<Vec<String>>,
@@ -411,10 +430,10 @@ impl Default for KeeperOptions {
     }
 }
 
-/// A keeper process; dropping it kills it by PID.
+/// A keeper process (a `tokio::process` child, killed on drop).
 #[derive(Debug)]
 pub struct KeeperProcess {
-    child: Option<std::process::Child>,
+    child: Option<Child>,
     keeper: usize,
     log: PathBuf,
 }
@@ -430,38 +449,51 @@ impl KeeperProcess {
         &self.log
     }
 
-    /// Its process id.
+    /// Its process id, until it has been stopped or has exited.
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(std::process::Child::id)
+        self.child.as_ref().and_then(Child::id)
     }
 
-    /// Asks it to stop (SIGTERM) and waits up to `grace` before killing it.
-    pub fn stop(&mut self, grace: std::time::Duration) {
+    /// Asks it to stop (SIGTERM) and returns at once; [`Self::shutdown`] then waits for it.
+    pub fn terminate(&self) {
+        if let Some(child) = &self.child {
+            terminate(child);
+        }
+    }
+
+    /// Asks it to stop (SIGTERM), waits up to `grace` for it to exit, then kills it. Only this
+    /// task waits; no runtime thread is blocked.
+    pub async fn shutdown(&mut self, grace: Duration) {
         let Some(mut child) = self.child.take() else { return };
-        #[cfg(unix)]
-        {
-            // `kill -TERM <our child PID>`: lets the keeper shut down gracefully.
-            let _ = std::process::Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
+        terminate(&child);
+        if tokio::time::timeout(grace, child.wait()).await.is_err() {
+            let _ = child.kill().await;
         }
-        let deadline = std::time::Instant::now() + grace;
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
-    /// Kills it at once (a crash), by PID.
+    /// As [`Self::shutdown`], for callers that are not async: blocks the calling thread (moved
+    /// off the runtime's workers with `block_in_place` on a multi-threaded runtime).
+    pub fn stop(&mut self, grace: Duration) {
+        let Some(mut child) = self.child.take() else { return };
+        terminate(&child);
+        off_the_runtime(|| {
+            let deadline = std::time::Instant::now() + grace;
+            while std::time::Instant::now() < deadline {
+                if !matches!(child.try_wait(), Ok(None)) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.start_kill();
+            reap(&mut child);
+        });
+    }
+
+    /// Kills it at once (a crash, SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+            let _ = child.start_kill();
+            off_the_runtime(|| reap(&mut child));
         }
     }
 
@@ -471,9 +503,154 @@ impl KeeperProcess {
     }
 }
 
-impl Drop for KeeperProcess {
-    fn drop(&mut self) {
-        self.kill();
+/// Makes the process `command` starts die (SIGKILL) when the thread that starts it exits: in
+/// practice when this process exits, however it exits (even SIGKILL), so a devnet never leaves
+/// an orphaned anvil, keeper or forge behind. Start children from async code (a runtime worker
+/// or the `block_on` thread, which live as long as the runtime), never from `spawn_blocking`,
+/// whose threads exit when idle. Linux only (`prctl(PR_SET_PDEATHSIG)`); elsewhere a no-op, and
+/// kill-on-drop still covers every orderly exit.
+pub fn die_with_parent(command: &mut Command) -> &mut Command {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: the hook runs in the forked child before exec and only makes
+        // async-signal-safe calls (prctl, getppid).
+        let parent = std::process::id() as libc::pid_t;
+        unsafe {
+            command.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent died between fork and prctl: do not outlive it.
+                if libc::getppid() != parent {
+                    return Err(std::io::Error::other("parent exited before the child started"));
+                }
+                Ok(())
+            });
+        }
+    }
+    command
+}
+
+/// A port on 127.0.0.1 that was free a moment ago (for a child process to listen on).
+pub fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|source| Error::Io { context: "finding a free port on 127.0.0.1".into(), source })
+}
+
+/// SIGTERM to a child that has not been reaped (so its PID is still its own).
+fn terminate(child: &Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id().and_then(|pid| libc::pid_t::try_from(pid).ok()) {
+        // SAFETY: kill(2) with our own child's PID; no memory is involved.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = child;
+}
+
+/// Waits (at most 2 s, polling) for a killed child to be reaped; past that, tokio's orphan
+/// reaper takes it over when it is dropped.
+fn reap(child: &mut Child) {
+    for _ in 0..200 {
+        if !matches!(child.try_wait(), Ok(None)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs blocking `f` without stalling the runtime's other tasks when on a multi-threaded runtime.
+fn off_the_runtime<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// anvil, started here rather than with alloy's `Anvil` builder (which takes no pre-exec hook,
+/// and blocks a thread reading anvil's banner and again, up to 10 s, when dropped): a
+/// `tokio::process` child, killed on drop and when this process dies.
+#[derive(Debug)]
+struct AnvilProcess {
+    child: Child,
+    port: u16,
+    chain_id: u64,
+    keys: Vec<SecretKey>,
+}
+
+impl AnvilProcess {
+    /// Starts anvil on 127.0.0.1 (a free port) and reads its banner: keys, chain id, port.
+    async fn spawn(toolchain: &Toolchain, block_time: Option<f64>) -> Result<Self> {
+        let mut command = Command::new(toolchain.anvil());
+        command
+            .args(["--host", "127.0.0.1", "--port", "0"])
+            .env("NO_COLOR", "1")
+            .env("FOUNDRY_DISABLE_NIGHTLY_WARNING", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(block_time) = block_time {
+            command.arg("--block-time").arg(block_time.to_string());
+        }
+        die_with_parent(&mut command);
+        let mut child = command.spawn().map_err(NodeError::SpawnError)?;
+        let stdout = child.stdout.take().ok_or(NodeError::NoStdout)?;
+        let mut lines = BufReader::new(stdout).lines();
+        let banner = async {
+            let (mut section, mut keys, mut chain_id) = ("", Vec::new(), None);
+            while let Some(line) = lines.next_line().await.map_err(NodeError::ReadLineError)? {
+                let line = line.trim();
+                if let Some(addr) = line.strip_prefix("Listening on") {
+                    let port = addr
+                        .trim()
+                        .parse::<std::net::SocketAddr>()
+                        .map_err(|e| NodeError::Fatal(format!("listening address `{addr}`: {e}")))?
+                        .port();
+                    return Ok((port, keys, chain_id));
+                }
+                match line {
+                    "Private Keys" => section = "keys",
+                    "Chain ID" => section = "chain id",
+                    "Available Accounts" | "Wallet" | "Base Fee" | "Gas Limit" => section = "",
+                    _ if section == "keys" && line.starts_with('(') => {
+                        let hex = line.rsplit("0x").next().unwrap_or_default();
+                        let bytes = alloy::hex::decode(hex)?;
+                        keys.push(
+                            SecretKey::from_slice(&bytes)
+                                .map_err(|_| NodeError::DeserializePrivateKeyError)?,
+                        );
+                    }
+                    _ if section == "chain id" && chain_id.is_none() => {
+                        chain_id = line.parse::<u64>().ok();
+                    }
+                    _ => {}
+                }
+            }
+            Err(NodeError::Fatal("anvil exited before listening".into()))
+        };
+        let (port, keys, chain_id) = tokio::time::timeout(Duration::from_secs(10), banner)
+            .await
+            .map_err(|_| NodeError::Timeout)??;
+        if keys.len() < 10 {
+            return Err(
+                NodeError::Fatal(format!("anvil listed {} keys, expected 10", keys.len())).into()
+            );
+        }
+        // Keep reading anvil's request log, so that it never blocks on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, port, chain_id: chain_id.unwrap_or(31337), keys })
+    }
+
+    async fn shutdown(mut self) {
+        let _ = self.child.kill().await;
     }
 }
 
@@ -485,18 +662,24 @@ async fn run_script(
 ) -> Result<()> {
     info!(target: "devnet", script, "forge script");
     // Keys travel in the environment, never on the command line.
-    let output = Command::new(toolchain.forge())
+    let mut command = Command::new(toolchain.forge());
+    command
         .current_dir(toolchain.root())
         .args(["script", script, "--rpc-url", rpc_url, "--broadcast", "--slow"])
+        // The scripts read these from `env` only, never from the caller's environment (e.g. a
+        // shell set up for another registry).
+        .env_remove("LIFELINE_CONFIGURE_REGISTRY")
+        .env_remove("LIFELINE_DEPLOYMENTS")
+        .env_remove("LIFELINE_CONFIG")
+        .env_remove("LIFELINE_ADMIN")
+        .env_remove("LIFELINE_GUARDIAN")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .map_err(|source| Error::Io {
-            context: format!("running {}", toolchain.forge().display()),
-            source,
-        })?;
+        .kill_on_drop(true);
+    let output = die_with_parent(&mut command).output().await.map_err(|source| Error::Io {
+        context: format!("running {}", toolchain.forge().display()),
+        source,
+    })?;
     if output.status.success() {
         return Ok(());
     }

@@ -12,17 +12,27 @@
 //!     |--forge script Deploy.s.sol--> RouteRegistry      (keys passed by environment only)
 //!     '--forge script Configure.s.sol (config JSON)--> keepers, services, endpoints
 //!
+//!  Devnet::spawn_keeper --spawn--> `lifeline keeper` (own key and metrics port, log file)
+//!
+//!  Every child (anvil, keepers, forge) is a `tokio::process` child killed on drop and, on
+//!  Linux, by the kernel when this process dies however it dies (PR_SET_PDEATHSIG): no orphans.
+//!
 //!  FaultProxy (127.0.0.1, one per endpoint) --forward--> anvil
 //!     |  HTTP JSON-RPC and WebSocket pass-through (ws://, same port; frames piped both ways)
-//!     faults on command: down, hang, slow, HTTP 5xx/429, JSON-RPC error, garbage, oversized,
-//!     wrong chain id, lag, future head, stalled head, divergent hash, bad state proof
-//!     (rewrites apply to HTTP; WebSocket frames pass unchanged except down and hang)
+//!     |  faults on command: down, hang, slow, HTTP 5xx/429, intermittent 5xx/429 (flaky),
+//!     |  JSON-RPC error, garbage, oversized, wrong chain id, lag, future head, stalled head,
+//!     |  divergent hash, bad state proof, censoring (eth_sendRawTransaction swallowed);
+//!     |  lag and stalled head answer every `latest` call at the lagging block (HTTP and WS)
+//!     '--wrong chain / forked: everything to another node, started by forks.rs:
+//!          forks::other_chain --spawn--> anvil --chain-id N      (127.0.0.1, killed on drop)
+//!          forks::fork_of     --spawn--> anvil --fork-url <chain's URL>
 //!
 //!  LogEmitter --deploy (hand-assembled bytecode)--> Tick contract
 //!     '--one call every period--> LOG1 Tick(uint256) per call (aborted on drop)
 //! ```
 
 pub mod emitter;
+pub mod forks;
 pub mod load;
 pub mod observe;
 pub mod proxy;
@@ -31,7 +41,9 @@ pub mod toolchain;
 
 mod chain;
 
-pub use chain::{DEVNET_SERVICE, Devnet, DevnetOptions, KeeperOptions, KeeperProcess};
+pub use chain::{
+    DEVNET_SERVICE, Devnet, DevnetOptions, KeeperOptions, KeeperProcess, die_with_parent, free_port,
+};
 pub use emitter::{LogEmitter, TICK_TOPIC};
 pub use load::RequestStream;
 pub use observe::{wait_for_routes, write_report};
@@ -54,7 +66,7 @@ pub enum Error {
         path: std::path::PathBuf,
     },
     /// anvil did not start.
-    #[error("starting anvil: {0}")]
+    #[error("starting anvil")]
     Anvil(#[from] alloy::node_bindings::NodeError),
     /// A Foundry script failed; `output` is the end of what it printed.
     #[error("`forge script {script}` failed ({status}):\n{output}")]
@@ -66,8 +78,8 @@ pub enum Error {
         /// The tail of its stdout and stderr.
         output: String,
     },
-    /// A file could not be read or written.
-    #[error("{context}: {source}")]
+    /// A file could not be read or written, or a process started.
+    #[error("{context}")]
     Io {
         /// What was being done.
         context: String,

@@ -11,15 +11,38 @@
 //!  client --HTTP POST--> FaultProxy --reqwest POST--> anvil (http://127.0.0.1:PORT)
 //!  client --WS upgrade-> FaultProxy --connect_async--> anvil (ws://127.0.0.1:PORT)
 //!                          |  every text frame client->upstream counts as a request
-//!                          '  Down: upgrades refused, open WebSockets dropped at once
-//!                             Hang: frames held (both ways) until the fault changes
+//!                          |  Down: upgrades refused, open WebSockets dropped at once
+//!                          |  Hang: frames held (both ways) until the fault changes
+//!                          |  rewriting faults: requests answered as over HTTP (below),
+//!                          '  Lag/StalledHead: notifications held until the reported head has them
+//!
+//!  WrongChain { upstream } --every request--> a second anvil (another chain id)
+//!  Forked { upstream }     --every request--> an anvil forked from the chain (forks.rs)
 //! ```
 //!
-//! Rewrites apply to HTTP; WebSocket frames pass unchanged except under [`Fault::Down`] and
-//! [`Fault::Hang`].
+//! Faults bite every method, the way a real misbehaving node would:
+//!
+//! - [`Fault::Lag`] and [`Fault::StalledHead`] report a head below the chain's, and every call
+//!   whose block parameter is `latest`/`pending`/`safe`/`finalized` (or omitted) is answered at
+//!   that head: the tag is rewritten to its number before the call is forwarded (state reads,
+//!   `eth_call`, `eth_estimateGas`, `eth_getProof`, block reads, `eth_feeHistory`'s newest block,
+//!   `eth_getLogs`'s range). Blocks above the reported head do not exist: block reads answer
+//!   `null`, state reads the `header not found` error, transactions and receipts in those
+//!   blocks `null`.
+//! - [`Fault::WrongChain`] and [`Fault::Forked`] forward everything (HTTP and new WebSocket
+//!   connections) to another node: real wrong-chain data, real divergent hashes.
+//! - [`Fault::Flaky`] fails every Nth HTTP request with a status, [`Fault::Censor`] swallows
+//!   `eth_sendRawTransaction` (answering the right hash).
+//!
+//! The rewriting faults ([`Fault::WrongChainId`], [`Fault::Lag`], [`Fault::FutureHead`],
+//! [`Fault::StalledHead`], [`Fault::DivergentHash`], [`Fault::BadProof`], [`Fault::Censor`]) answer
+//! the same over HTTP and over WebSocket (`eth_subscribe`/`eth_unsubscribe` pass unchanged). The
+//! HTTP-level faults ([`Fault::Slow`], [`Fault::HttpStatus`], [`Fault::RpcError`],
+//! [`Fault::Garbage`], [`Fault::Oversized`], [`Fault::Flaky`]) leave WebSocket frames alone.
+//! Filters (`eth_newFilter`, `eth_getFilterChanges`) are not rewritten.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     convert::Infallible,
     net::SocketAddr,
     sync::{
@@ -40,6 +63,7 @@ use hyper::{
     service::service_fn,
 };
 use hyper_util::rt::TokioIo;
+use serde_json::{Value, json};
 use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 use tokio_tungstenite::{
     WebSocketStream,
@@ -56,11 +80,16 @@ const MAX_REQUEST_BYTES: usize = 1 << 20;
 const MAX_HANG: Duration = Duration::from_secs(60);
 /// Longest the proxy waits for the upstream's WebSocket handshake.
 const UPSTREAM_WS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often WebSocket notifications held under [`Fault::Lag`]/[`Fault::StalledHead`] are checked
+/// against the reported head (besides every frame from the upstream).
+const HOLD_RECHECK: Duration = Duration::from_millis(250);
+/// The JSON-RPC error code of a node's server errors (geth's `-32000`).
+const SERVER_ERROR: i64 = -32000;
 
 /// How a proxy behaves.
 ///
-/// Rewrites apply to HTTP; WebSocket frames pass unchanged except under [`Fault::Down`] (upgrades
-/// refused, open WebSocket connections dropped at once) and [`Fault::Hang`] (frames held).
+/// Rewrites apply to HTTP and to requests over WebSocket; see the module docs for what each
+/// fault does to WebSocket frames.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// Forward faithfully.
@@ -72,37 +101,112 @@ pub enum Fault {
     /// Accept and never answer. A WebSocket upgrade is held too; on an open WebSocket connection
     /// no frame is forwarded either way until the fault changes.
     Hang,
-    /// Forward after a delay.
+    /// Forward after a delay (HTTP only).
     Slow(Duration),
-    /// Answer every request with this HTTP status (e.g. 500, 503, 429) and no JSON.
+    /// Answer every HTTP request with this status (e.g. 500, 503, 429) and no JSON.
     HttpStatus(u16),
-    /// Answer every request with HTTP 200 and this JSON-RPC error.
+    /// Answer every HTTP request with HTTP 200 and this JSON-RPC error.
     RpcError {
         /// The JSON-RPC error code.
         code: i64,
         /// The error message.
         message: String,
     },
-    /// Answer with HTTP 200 and a body that is not JSON.
+    /// Answer HTTP requests with HTTP 200 and a body that is not JSON.
     Garbage,
-    /// Answer with a valid response padded to this many bytes.
+    /// Answer HTTP requests with a body of this many bytes (spaces, so not JSON either).
     Oversized(usize),
-    /// Report a chain id other than the chain's.
+    /// Report a chain id other than the chain's (`eth_chainId`, `net_version`); everything else
+    /// still comes from the chain. See [`Fault::WrongChain`] for a node really on another chain.
     WrongChainId(u64),
-    /// Report the head this many blocks behind the chain's.
+    /// A node this many blocks behind: `eth_blockNumber` reports the chain's head minus `n`, and
+    /// every call at `latest`/`pending`/`safe`/`finalized` (or with the block omitted) is
+    /// answered at that head, its tag rewritten to the number before forwarding: state reads
+    /// (`eth_getBalance`, `eth_getCode`, `eth_getTransactionCount`, `eth_getStorageAt`,
+    /// `eth_getProof`), `eth_call`, `eth_estimateGas`, `eth_createAccessList`, block reads by
+    /// number, `eth_feeHistory`'s newest block and `eth_getLogs` (`toBlock` clamped to the head;
+    /// `fromBlock` above it answers `[]`). A block above the reported head does not exist: block
+    /// reads answer `null`, state reads `-32000 header not found`, `eth_feeHistory`
+    /// `request beyond head block`, and transactions, receipts and blocks by hash in such blocks
+    /// `null`. Over WebSocket, notifications (`newHeads`, `logs`) are held until the reported
+    /// head reaches their block.
     Lag(u64),
-    /// Report the head this many blocks ahead (a fabricated future block).
+    /// Report the head this many blocks ahead (a fabricated future block): `eth_blockNumber`
+    /// and `eth_getBlockByNumber("latest")` only.
     FutureHead(u64),
-    /// Keep reporting the head seen when the fault was set (a stalled node).
+    /// A stalled node: the head it reports stays the one it saw at the first request after the
+    /// fault was set, and every call is answered at that head exactly as under [`Fault::Lag`]
+    /// (over WebSocket, notifications of later blocks are held until the fault changes).
     StalledHead,
-    /// Report block hashes that differ from the chain's (a forked node).
+    /// Report block hashes that differ from the chain's (`eth_getBlockByNumber`,
+    /// `eth_getBlockByHash`, `newHeads`). See [`Fault::Forked`] for a node really on a fork.
     DivergentHash,
     /// Serve `eth_getProof` answers whose account proof does not verify.
     BadProof,
+    /// A node on another chain: every HTTP request, and every WebSocket connection opened while
+    /// the fault is set, goes to `upstream` instead of the proxy's own node (WebSocket
+    /// connections open when the fault is set or cleared are dropped, as a switched backend
+    /// would). Start that node with [`crate::forks::other_chain`]; `chain_id` is the chain id it
+    /// reports (for schedules and reports to name; the proxy rewrites nothing, every answer,
+    /// `eth_chainId` included, comes from `upstream`). [`crate::forks::wrong_chain`] builds the
+    /// fault from the node.
+    WrongChain {
+        /// The chain id `upstream` reports.
+        chain_id: u64,
+        /// The other node's HTTP URL, e.g. `http://127.0.0.1:PORT`.
+        upstream: String,
+    },
+    /// A node on a fork of the chain: everything goes to `upstream` as under
+    /// [`Fault::WrongChain`]. Start that node with [`crate::forks::fork_of`] (same chain id and
+    /// history up to the fork point, its own blocks after it, so hashes at shared heights past
+    /// the fork really differ); [`crate::forks::forked`] builds the fault from the node.
+    Forked {
+        /// The forked node's HTTP URL, e.g. `http://127.0.0.1:PORT`.
+        upstream: String,
+    },
+    /// Intermittent failure: every `every`th HTTP request since the fault was set (the 1-based
+    /// count is a multiple of `every`) is answered with the HTTP `status` (e.g. 503, 429) and no
+    /// JSON; the others are forwarded. `every: 1` fails them all, `every: 0` none. Deterministic:
+    /// a batch counts one request, WebSocket frames pass unchanged and are not counted.
+    Flaky {
+        /// Fail one request in this many.
+        every: u32,
+        /// The HTTP status of a failed request.
+        status: u16,
+    },
+    /// A censoring node: `eth_sendRawTransaction` is answered with the transaction's hash
+    /// (keccak256 of the raw bytes, as a node would) and never forwarded, so the transaction
+    /// never lands; everything else is forwarded.
+    Censor,
 }
 
 impl Fault {
-    /// Faults that still forward, rewriting some answers.
+    /// A short stable name of the fault's kind, e.g. `"lag"`, `"wrong_chain"` (for reports and
+    /// fault schedules; the variant's data is not part of it).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Up => "up",
+            Self::Down => "down",
+            Self::Hang => "hang",
+            Self::Slow(_) => "slow",
+            Self::HttpStatus(_) => "http_status",
+            Self::RpcError { .. } => "rpc_error",
+            Self::Garbage => "garbage",
+            Self::Oversized(_) => "oversized",
+            Self::WrongChainId(_) => "wrong_chain_id",
+            Self::Lag(_) => "lag",
+            Self::FutureHead(_) => "future_head",
+            Self::StalledHead => "stalled_head",
+            Self::DivergentHash => "divergent_hash",
+            Self::BadProof => "bad_proof",
+            Self::WrongChain { .. } => "wrong_chain",
+            Self::Forked { .. } => "forked",
+            Self::Flaky { .. } => "flaky",
+            Self::Censor => "censor",
+        }
+    }
+
+    /// Faults that still forward to the proxy's own node, answering or rewriting some calls.
     fn rewrites(&self) -> bool {
         matches!(
             self,
@@ -112,7 +216,21 @@ impl Fault {
                 | Self::StalledHead
                 | Self::DivergentHash
                 | Self::BadProof
+                | Self::Censor
         )
+    }
+
+    /// Faults that answer every call at a head below the chain's.
+    fn lags(&self) -> bool {
+        matches!(self, Self::Lag(_) | Self::StalledHead)
+    }
+
+    /// The node this fault sends everything to instead of the proxy's own.
+    fn alternate(&self) -> Option<&str> {
+        match self {
+            Self::WrongChain { upstream, .. } | Self::Forked { upstream } => Some(upstream),
+            _ => None,
+        }
     }
 }
 
@@ -120,9 +238,12 @@ impl Fault {
 #[derive(Debug)]
 pub struct FaultProxy {
     addr: SocketAddr,
+    upstream: String,
     /// The current fault; per-connection WebSocket tasks watch it (and end when it is dropped).
     fault: watch::Sender<Fault>,
     stalled_at: Arc<Mutex<Option<u64>>>,
+    /// HTTP requests seen since the fault was set (for [`Fault::Flaky`]).
+    since_set: Arc<AtomicU64>,
     requests: Arc<AtomicU64>,
     methods: Arc<Mutex<HashMap<String, u64>>>,
     ws_connections: Arc<AtomicUsize>,
@@ -143,23 +264,36 @@ impl FaultProxy {
             .map_err(|source| Error::Io { context: "reading the proxy address".into(), source })?;
         let (fault, fault_rx) = watch::channel(Fault::Up);
         let requests = Arc::new(AtomicU64::new(0));
+        let since_set = Arc::new(AtomicU64::new(0));
         let methods = Arc::new(Mutex::new(HashMap::new()));
         let stalled_at = Arc::new(Mutex::new(None));
         let ws_connections = Arc::new(AtomicUsize::new(0));
         let (shutdown, stop) = watch::channel(false);
         let state = Arc::new(ProxyState {
             ws_upstream: ws_upstream(&upstream),
-            upstream,
+            upstream: upstream.clone(),
             client: alloy::transports::http::reqwest::Client::new(),
             fault: fault_rx,
             stalled_at: stalled_at.clone(),
+            since_set: since_set.clone(),
             requests: requests.clone(),
             methods: methods.clone(),
             ws_connections: ws_connections.clone(),
         });
         let task = tokio::spawn(serve(listener, state, stop));
         debug!(target: "devnet::proxy", %addr, "proxy started");
-        Ok(Self { addr, fault, stalled_at, requests, methods, ws_connections, shutdown, task })
+        Ok(Self {
+            addr,
+            upstream,
+            fault,
+            stalled_at,
+            since_set,
+            requests,
+            methods,
+            ws_connections,
+            shutdown,
+            task,
+        })
     }
 
     /// The proxy's URL, e.g. `http://127.0.0.1:40123`.
@@ -172,11 +306,19 @@ impl FaultProxy {
         format!("ws://{}", self.addr)
     }
 
+    /// The node the proxy forwards to (unless a fault routes elsewhere).
+    pub fn upstream(&self) -> &str {
+        &self.upstream
+    }
+
     /// Changes the behaviour for every later request (in-flight hangs are released by `Up`).
-    /// [`Fault::Down`] also drops every open WebSocket connection at once.
+    /// [`Fault::Down`] also drops every open WebSocket connection at once. Setting a fault
+    /// (even the same one again) restarts [`Fault::StalledHead`]'s head and [`Fault::Flaky`]'s
+    /// count.
     pub fn set(&self, fault: Fault) {
         debug!(target: "devnet::proxy", addr = %self.addr, ?fault, "fault set");
         *self.stalled_at.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.since_set.store(0, Ordering::Relaxed);
         self.fault.send_replace(fault);
     }
 
@@ -217,6 +359,7 @@ struct ProxyState {
     client: alloy::transports::http::reqwest::Client,
     fault: watch::Receiver<Fault>,
     stalled_at: Arc<Mutex<Option<u64>>>,
+    since_set: Arc<AtomicU64>,
     requests: Arc<AtomicU64>,
     methods: Arc<Mutex<HashMap<String, u64>>>,
     ws_connections: Arc<AtomicUsize>,
@@ -224,9 +367,9 @@ struct ProxyState {
 
 impl ProxyState {
     fn count_methods(&self, body: &[u8]) {
-        let Ok(json) = serde_json::from_slice::<serde_json::Value>(body) else { return };
+        let Ok(json) = serde_json::from_slice::<Value>(body) else { return };
         let calls = match json {
-            serde_json::Value::Array(calls) => calls,
+            Value::Array(calls) => calls,
             single => vec![single],
         };
         let mut methods = self.methods.lock().unwrap_or_else(|p| p.into_inner());
@@ -274,6 +417,7 @@ async fn handle(
         return Ok(upgrade(state, req).await);
     }
     state.requests.fetch_add(1, Ordering::Relaxed);
+    let seen = state.since_set.fetch_add(1, Ordering::Relaxed) + 1;
     let fault = state.fault.borrow().clone();
     let body = match Limited::new(req.into_body(), MAX_REQUEST_BYTES).collect().await {
         Ok(body) => body.to_bytes(),
@@ -282,137 +426,433 @@ async fn handle(
     state.count_methods(&body);
     if fault.rewrites() {
         return Ok(match rewrite(&state, &fault, &body).await {
-            Some(json) => json_response(Bytes::from(json.to_string())),
-            None => forward(&state, body).await,
+            Ok(Some(json)) => json_response(Bytes::from(json.to_string())),
+            Ok(None) => forward(&state, &state.upstream, body).await,
+            Err(UpstreamFailed) => status(StatusCode::BAD_GATEWAY),
         });
     }
+    if let Some(alternate) = fault.alternate() {
+        return Ok(forward(&state, alternate, body).await);
+    }
     match fault {
-        Fault::Up => Ok(forward(&state, body).await),
+        Fault::Up => Ok(forward(&state, &state.upstream, body).await),
         Fault::Down => Ok(status(StatusCode::SERVICE_UNAVAILABLE)),
         Fault::Hang => {
             // Hang until the fault changes (so a test can release it) or for a long time.
             for _ in 0..600 {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 if *state.fault.borrow() != Fault::Hang {
-                    return Ok(forward(&state, body).await);
+                    return Ok(forward(&state, &state.upstream, body).await);
                 }
             }
             Ok(status(StatusCode::GATEWAY_TIMEOUT))
         }
         Fault::Slow(delay) => {
             tokio::time::sleep(delay).await;
-            Ok(forward(&state, body).await)
+            Ok(forward(&state, &state.upstream, body).await)
         }
-        Fault::HttpStatus(code) => {
-            Ok(status(StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)))
+        Fault::HttpStatus(code) => Ok(status(status_code(code))),
+        Fault::Flaky { every, status: code } => {
+            if every > 0 && seen.is_multiple_of(u64::from(every)) {
+                Ok(status(status_code(code)))
+            } else {
+                Ok(forward(&state, &state.upstream, body).await)
+            }
         }
         Fault::RpcError { code, message } => {
-            let id = serde_json::from_slice::<serde_json::Value>(&body)
+            let id = serde_json::from_slice::<Value>(&body)
                 .ok()
                 .and_then(|v| v.get("id").cloned())
-                .unwrap_or(serde_json::Value::Null);
-            let json = serde_json::json!({
-                "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message }
-            });
-            Ok(json_response(Bytes::from(json.to_string())))
+                .unwrap_or(Value::Null);
+            Ok(json_response(Bytes::from(error_reply(&id, code, &message).to_string())))
         }
         Fault::Garbage => Ok(json_response(Bytes::from_static(b"<html>bad gateway</html>"))),
         Fault::Oversized(size) => Ok(json_response(Bytes::from(vec![b' '; size]))),
-        // Handled by `rewrite` above.
-        _ => Ok(forward(&state, body).await),
+        // Handled by `rewrite` and `alternate` above.
+        _ => Ok(forward(&state, &state.upstream, body).await),
     }
 }
+
+fn status_code(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// The upstream node could not be reached (or did not answer JSON) while the proxy composed an
+/// answer: HTTP answers 502, a WebSocket connection is dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct UpstreamFailed;
+
+/// What the proxy answers in the node's place: `Some` a whole response (object or batch array),
+/// `None` forward the request unchanged.
+type Rewritten = std::result::Result<Option<Value>, UpstreamFailed>;
 
 /// Answers a JSON-RPC request (single or batch) the way a misbehaving node would; `None`
 /// forwards it as is.
-async fn rewrite(state: &ProxyState, fault: &Fault, body: &[u8]) -> Option<serde_json::Value> {
-    let request: serde_json::Value = serde_json::from_slice(body).ok()?;
+async fn rewrite(state: &ProxyState, fault: &Fault, body: &[u8]) -> Rewritten {
+    let Ok(request) = serde_json::from_slice::<Value>(body) else { return Ok(None) };
+    let mut node = Rewriter { state, fault, head: None };
     match request {
-        serde_json::Value::Array(calls) => {
+        Value::Array(calls) if !calls.is_empty() => {
             let mut answers = Vec::with_capacity(calls.len());
             for call in calls {
-                let answer = match rewrite_one(state, fault, &call).await {
+                let answer = match node.one(&call).await? {
                     Some(answer) => answer,
-                    None => forward_one(state, &call).await?,
+                    None => node.send(&call).await?,
                 };
                 answers.push(answer);
             }
-            Some(serde_json::Value::Array(answers))
+            Ok(Some(Value::Array(answers)))
         }
-        single => rewrite_one(state, fault, &single).await,
+        single => node.one(&single).await,
     }
 }
 
-/// Forwards one call and returns the node's whole response object.
-async fn forward_one(state: &ProxyState, call: &serde_json::Value) -> Option<serde_json::Value> {
-    let resp = state.client.post(&state.upstream).json(call).send().await.ok()?;
-    resp.json().await.ok()
+/// Where a method takes its block parameter, and what a node answers for a block above its
+/// head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct BlockArg {
+    /// The parameter's index.
+    index: usize,
+    missing: Missing,
 }
 
-async fn rewrite_one(
-    state: &ProxyState,
-    fault: &Fault,
-    request: &serde_json::Value,
-) -> Option<serde_json::Value> {
-    use serde_json::{Value, json};
-    let method = request.get("method")?.as_str()?.to_string();
-    let id = request.get("id").cloned().unwrap_or(Value::Null);
-    let params = request.get("params").cloned().unwrap_or(json!([]));
-    let reply = |result: Value| json!({ "jsonrpc": "2.0", "id": id.clone(), "result": result });
+/// A node's answer for a block it does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Missing {
+    /// `result: null` (block reads).
+    Null,
+    /// `-32000 header not found` (state reads).
+    HeaderNotFound,
+    /// `-32000 request beyond head block` (`eth_feeHistory`).
+    BeyondHead,
+}
 
-    match (fault, method.as_str()) {
-        (Fault::WrongChainId(chain_id), "eth_chainId") => {
-            Some(reply(json!(format!("{chain_id:#x}"))))
+/// The block parameter of the methods that take one (`eth_getLogs` aside).
+fn block_arg(method: &str) -> Option<BlockArg> {
+    let (index, missing) = match method {
+        "eth_getBalance"
+        | "eth_getCode"
+        | "eth_getTransactionCount"
+        | "eth_call"
+        | "eth_estimateGas"
+        | "eth_createAccessList"
+        | "eth_getAccount"
+        | "eth_simulateV1"
+        | "debug_traceCall" => (1, Missing::HeaderNotFound),
+        "eth_getStorageAt" | "eth_getProof" => (2, Missing::HeaderNotFound),
+        "eth_getBlockByNumber"
+        | "eth_getHeaderByNumber"
+        | "eth_getBlockTransactionCountByNumber"
+        | "eth_getUncleCountByBlockNumber"
+        | "eth_getTransactionByBlockNumberAndIndex"
+        | "eth_getRawTransactionByBlockNumberAndIndex"
+        | "eth_getUncleByBlockNumberAndIndex"
+        | "eth_getBlockReceipts" => (0, Missing::Null),
+        "eth_feeHistory" => (1, Missing::BeyondHead),
+        _ => return None,
+    };
+    Some(BlockArg { index, missing })
+}
+
+/// The block a block parameter names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Target {
+    number: u64,
+    /// Named by a tag (or omitted): the proxy rewrites it to `number`, which is at most the
+    /// reported head.
+    by_tag: bool,
+}
+
+/// Answers calls the way the faulty node would, for one HTTP request or WebSocket frame.
+struct Rewriter<'a> {
+    state: &'a ProxyState,
+    fault: &'a Fault,
+    /// The reported head, once asked (one upstream call per request, not per batch member).
+    head: Option<u64>,
+}
+
+impl Rewriter<'_> {
+    /// The head the faulty node reports.
+    async fn head(&mut self) -> Result<u64, UpstreamFailed> {
+        if let Some(head) = self.head {
+            return Ok(head);
         }
-        (Fault::DivergentHash, "eth_getBlockByNumber" | "eth_getBlockByHash") => {
-            let mut answer = upstream(state, &method, params).await?;
-            fork_block(&mut answer);
-            Some(reply(answer))
-        }
-        (Fault::BadProof, "eth_getProof") => {
-            let mut answer = upstream(state, &method, params).await?;
-            if let Some(Value::String(node)) = answer
-                .get_mut("accountProof")
-                .and_then(|p| p.as_array_mut())
-                .and_then(|p| p.last_mut())
+        let stalled = *self.state.stalled_at.lock().unwrap_or_else(|p| p.into_inner());
+        let head = match (self.fault, stalled) {
+            (Fault::StalledHead, Some(head)) => head,
+            _ => {
+                let real = self.result("eth_blockNumber", json!([])).await?;
+                let real = real.as_ref().and_then(hex_u64).ok_or(UpstreamFailed)?;
+                reported_head(self.state, self.fault, real)
+            }
+        };
+        self.head = Some(head);
+        Ok(head)
+    }
+
+    /// Sends one call to the proxy's node and returns its whole response.
+    async fn send(&self, call: &Value) -> Result<Value, UpstreamFailed> {
+        let resp = self
+            .state
+            .client
+            .post(&self.state.upstream)
+            .json(call)
+            .send()
+            .await
+            .map_err(|_| UpstreamFailed)?;
+        resp.json().await.map_err(|_| UpstreamFailed)
+    }
+
+    /// Calls the proxy's node; its `result` (`None` for an error answer).
+    async fn result(&self, method: &str, params: Value) -> Result<Option<Value>, UpstreamFailed> {
+        let call = json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
+        Ok(self.send(&call).await?.get_mut("result").map(Value::take))
+    }
+
+    /// One call (not a batch).
+    async fn one(&mut self, request: &Value) -> Rewritten {
+        let Some(method) = request.get("method").and_then(Value::as_str) else { return Ok(None) };
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let params = request.get("params").cloned().unwrap_or(json!([]));
+        let reply =
+            |result: Value| Ok(Some(json!({ "jsonrpc": "2.0", "id": id, "result": result })));
+
+        match (self.fault, method) {
+            (Fault::WrongChainId(chain_id), "eth_chainId") => {
+                reply(json!(format!("{chain_id:#x}")))
+            }
+            (Fault::WrongChainId(chain_id), "net_version") => reply(json!(chain_id.to_string())),
+            (Fault::Censor, "eth_sendRawTransaction") => {
+                let raw = params.get(0).and_then(Value::as_str).map(alloy::primitives::hex::decode);
+                match raw {
+                    Some(Ok(raw)) => reply(json!(alloy::primitives::keccak256(raw).to_string())),
+                    // Not a transaction: let the node reject it.
+                    _ => Ok(None),
+                }
+            }
+            (Fault::DivergentHash, "eth_getBlockByNumber" | "eth_getBlockByHash") => {
+                let mut answer = self.send(request).await?;
+                if let Some(block) = answer.get_mut("result") {
+                    fork_block(block);
+                }
+                Ok(Some(answer))
+            }
+            (Fault::BadProof, "eth_getProof") => {
+                let mut answer = self.send(request).await?;
+                if let Some(Value::String(node)) = answer
+                    .pointer_mut("/result/accountProof")
+                    .and_then(|p| p.as_array_mut())
+                    .and_then(|p| p.last_mut())
+                {
+                    // Flip the last hex digit of the leaf: the proof no longer hashes to the root.
+                    let flipped = match node.pop() {
+                        Some('0') => '1',
+                        _ => '0',
+                    };
+                    node.push(flipped);
+                }
+                Ok(Some(answer))
+            }
+            (Fault::FutureHead(_), "eth_blockNumber") => {
+                let head = self.head().await?;
+                reply(json!(format!("{head:#x}")))
+            }
+            (Fault::FutureHead(_), "eth_getBlockByNumber")
+                if params.get(0).and_then(Value::as_str) == Some("latest") =>
             {
-                // Flip the last hex digit of the leaf: the proof no longer hashes to the root.
-                let flipped = match node.pop() {
-                    Some('0') => '1',
-                    _ => '0',
-                };
-                node.push(flipped);
+                let target = self.head().await?;
+                let full = params.get(1).cloned().unwrap_or(json!(false));
+                // A block from the future: the real head, renumbered, with a hash nobody else
+                // has (or the head itself when the fault is `FutureHead(0)`).
+                let block = self.result("eth_getBlockByNumber", json!(["latest", full])).await?;
+                let mut block = block.ok_or(UpstreamFailed)?;
+                if block.get("number").and_then(hex_u64) != Some(target) {
+                    block["number"] = json!(format!("{target:#x}"));
+                    fork_block(&mut block);
+                }
+                reply(block)
             }
-            Some(reply(answer))
+            (Fault::Lag(_) | Fault::StalledHead, _) => self.lagging(method, request).await,
+            _ => Ok(None),
         }
-        (Fault::Lag(_) | Fault::FutureHead(_) | Fault::StalledHead, "eth_blockNumber") => {
-            let head = upstream_head(state).await?;
-            Some(reply(json!(format!("{:#x}", reported_head(state, fault, head)))))
-        }
-        (Fault::Lag(_) | Fault::FutureHead(_) | Fault::StalledHead, "eth_getBlockByNumber")
-            if params.get(0).and_then(Value::as_str) == Some("latest") =>
-        {
-            let head = upstream_head(state).await?;
-            let target = reported_head(state, fault, head);
-            let full = params.get(1).cloned().unwrap_or(json!(false));
-            if target <= head {
-                let block = upstream(state, &method, json!([format!("{target:#x}"), full])).await?;
-                return Some(reply(block));
-            }
-            // A block from the future: the real head, renumbered, with a hash nobody else has.
-            let mut block = upstream(state, &method, json!(["latest", full])).await?;
-            block["number"] = json!(format!("{target:#x}"));
-            fork_block(&mut block);
-            Some(reply(block))
-        }
-        _ => None,
     }
+
+    /// One call to a node whose head is the reported one (below the chain's).
+    async fn lagging(&mut self, method: &str, request: &Value) -> Rewritten {
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        if method == "eth_blockNumber" {
+            let head = self.head().await?;
+            return Ok(Some(result_reply(&id, json!(format!("{head:#x}")))));
+        }
+        if method == "eth_getLogs" {
+            return self.logs(request).await;
+        }
+        if let Some(arg) = block_arg(method) {
+            return self.at_block(arg, request).await;
+        }
+        match method {
+            "eth_getTransactionByHash"
+            | "eth_getTransactionReceipt"
+            | "eth_getTransactionByBlockHashAndIndex" => {
+                self.null_if_above(request, "blockNumber").await
+            }
+            "eth_getBlockByHash" | "eth_getHeaderByHash" | "eth_getUncleByBlockHashAndIndex" => {
+                self.null_if_above(request, "number").await
+            }
+            "eth_getBlockTransactionCountByHash"
+            | "eth_getUncleCountByBlockHash"
+            | "eth_getRawTransactionByBlockHashAndIndex" => {
+                let head = self.head().await?;
+                let target = self.resolve(request.pointer("/params/0")).await?;
+                Ok(target.filter(|t| t.number > head).map(|_| result_reply(&id, Value::Null)))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// A call with a block parameter: rewritten to the reported head when tagged, answered
+    /// like a missing block when above it.
+    async fn at_block(&mut self, arg: BlockArg, request: &Value) -> Rewritten {
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let Some(params) = request.get("params").and_then(Value::as_array) else { return Ok(None) };
+        if params.len() < arg.index {
+            // Malformed: the node says so.
+            return Ok(None);
+        }
+        let head = self.head().await?;
+        let Some(target) = self.resolve(params.get(arg.index)).await? else { return Ok(None) };
+        if target.number > head {
+            return Ok(Some(match arg.missing {
+                Missing::Null => result_reply(&id, Value::Null),
+                Missing::HeaderNotFound => error_reply(&id, SERVER_ERROR, "header not found"),
+                Missing::BeyondHead => error_reply(
+                    &id,
+                    SERVER_ERROR,
+                    &format!("request beyond head block: requested {}, head {head}", target.number),
+                ),
+            }));
+        }
+        if !target.by_tag {
+            return Ok(None);
+        }
+        let mut request = request.clone();
+        let at = json!(format!("{:#x}", target.number));
+        if let Some(params) = request.get_mut("params").and_then(Value::as_array_mut) {
+            if params.len() == arg.index {
+                params.push(at);
+            } else {
+                params[arg.index] = at;
+            }
+        }
+        Ok(Some(self.send(&request).await?))
+    }
+
+    /// `eth_getLogs`: the range clamped to the reported head.
+    async fn logs(&mut self, request: &Value) -> Rewritten {
+        let id = request.get("id").cloned().unwrap_or(Value::Null);
+        let Some(filter) = request.pointer("/params/0").and_then(Value::as_object) else {
+            return Ok(None);
+        };
+        let head = self.head().await?;
+        if let Some(hash) = filter.get("blockHash") {
+            let target = self.resolve(Some(hash)).await?;
+            return Ok(target
+                .filter(|t| t.number > head)
+                .map(|_| error_reply(&id, SERVER_ERROR, "unknown block")));
+        }
+        let from = self.resolve(filter.get("fromBlock")).await?;
+        let to = self.resolve(filter.get("toBlock")).await?;
+        let (Some(from), Some(to)) = (from, to) else { return Ok(None) };
+        if from.number > head {
+            return Ok(Some(result_reply(&id, json!([]))));
+        }
+        if !from.by_tag && !to.by_tag && to.number <= head {
+            return Ok(None);
+        }
+        let mut request = request.clone();
+        if let Some(filter) = request.pointer_mut("/params/0").and_then(Value::as_object_mut) {
+            if from.by_tag {
+                filter.insert("fromBlock".into(), json!(format!("{:#x}", from.number)));
+            }
+            filter.insert("toBlock".into(), json!(format!("{:#x}", to.number.min(head))));
+        }
+        Ok(Some(self.send(&request).await?))
+    }
+
+    /// Forwards, then answers `null` when the result's `field` (its block number) is above the
+    /// reported head.
+    async fn null_if_above(&mut self, request: &Value, field: &str) -> Rewritten {
+        let head = self.head().await?;
+        let mut answer = self.send(request).await?;
+        if let Some(result) = answer.get_mut("result")
+            && result.get(field).and_then(hex_u64).is_some_and(|number| number > head)
+        {
+            *result = Value::Null;
+        }
+        Ok(Some(answer))
+    }
+
+    /// The block a block parameter names (`None` when it cannot tell: the node answers).
+    async fn resolve(&mut self, param: Option<&Value>) -> Result<Option<Target>, UpstreamFailed> {
+        match param {
+            None | Some(Value::Null) => self.resolve_str("latest").await,
+            Some(Value::String(param)) => self.resolve_str(param).await,
+            // EIP-1898: `{ "blockNumber": ... }` or `{ "blockHash": ..., "requireCanonical": ... }`.
+            Some(Value::Object(object)) => {
+                match (object.get("blockNumber"), object.get("blockHash")) {
+                    (Some(Value::String(number)), _) => self.resolve_str(number).await,
+                    (_, Some(Value::String(hash))) => self.resolve_str(hash).await,
+                    _ => Ok(None),
+                }
+            }
+            Some(_) => Ok(None),
+        }
+    }
+
+    async fn resolve_str(&mut self, param: &str) -> Result<Option<Target>, UpstreamFailed> {
+        let head = self.head().await?;
+        let named = |number: Option<u64>| number.map(|number| Target { number, by_tag: false });
+        Ok(match param {
+            "latest" | "pending" => Some(Target { number: head, by_tag: true }),
+            "earliest" => named(Some(0)),
+            "safe" | "finalized" => {
+                let block = self.result("eth_getBlockByNumber", json!([param, false])).await?;
+                block
+                    .as_ref()
+                    .and_then(|b| b.get("number"))
+                    .and_then(hex_u64)
+                    .map(|number| Target { number: number.min(head), by_tag: true })
+            }
+            hash if hash.len() == 66 => {
+                let block = self.result("eth_getBlockByHash", json!([hash, false])).await?;
+                named(block.as_ref().and_then(|b| b.get("number")).and_then(hex_u64))
+            }
+            number => named(parse_hex(number)),
+        })
+    }
+}
+
+fn result_reply(id: &Value, result: Value) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "result": result })
+}
+
+fn error_reply(id: &Value, code: i64, message: &str) -> Value {
+    json!({ "jsonrpc": "2.0", "id": id, "error": { "code": code, "message": message } })
+}
+
+/// A hex quantity (`"0x1a"`).
+fn hex_u64(value: &Value) -> Option<u64> {
+    parse_hex(value.as_str()?)
+}
+
+fn parse_hex(quantity: &str) -> Option<u64> {
+    u64::from_str_radix(quantity.strip_prefix("0x")?, 16).ok()
 }
 
 fn reported_head(state: &ProxyState, fault: &Fault, head: u64) -> u64 {
     match fault {
         Fault::Lag(n) => head.saturating_sub(*n),
-        Fault::FutureHead(n) => head + n,
+        Fault::FutureHead(n) => head.saturating_add(*n),
         Fault::StalledHead => {
             *state.stalled_at.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(head)
         }
@@ -420,35 +860,18 @@ fn reported_head(state: &ProxyState, fault: &Fault, head: u64) -> u64 {
     }
 }
 
-fn fork_block(block: &mut serde_json::Value) {
+fn fork_block(block: &mut Value) {
     if let Some(hash) = block.get("hash").and_then(|h| h.as_str()) {
         let forked = alloy::primitives::keccak256(format!("fork:{hash}").as_bytes());
-        block["hash"] = serde_json::json!(forked.to_string());
+        block["hash"] = json!(forked.to_string());
     }
 }
 
-async fn upstream_head(state: &ProxyState) -> Option<u64> {
-    let head = upstream(state, "eth_blockNumber", serde_json::json!([])).await?;
-    u64::from_str_radix(head.as_str()?.trim_start_matches("0x"), 16).ok()
-}
-
-/// Calls the upstream node directly and returns its `result`.
-async fn upstream(
-    state: &ProxyState,
-    method: &str,
-    params: serde_json::Value,
-) -> Option<serde_json::Value> {
-    let request =
-        serde_json::json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params });
-    let resp = state.client.post(&state.upstream).json(&request).send().await.ok()?;
-    let mut answer: serde_json::Value = resp.json().await.ok()?;
-    Some(answer.get_mut("result")?.take())
-}
-
-async fn forward(state: &ProxyState, body: Bytes) -> Response<Full<Bytes>> {
+/// Forwards an HTTP request body to `upstream` and relays its status and body.
+async fn forward(state: &ProxyState, upstream: &str, body: Bytes) -> Response<Full<Bytes>> {
     let sent = state
         .client
-        .post(&state.upstream)
+        .post(upstream)
         .header("content-type", "application/json")
         .body(body)
         .send()
@@ -491,7 +914,8 @@ fn is_websocket_upgrade(req: &Request<Incoming>) -> bool {
 }
 
 /// Answers a WebSocket upgrade: opens the upstream WebSocket first (a 502 if it cannot), then
-/// switches protocols and pipes frames in a task of its own.
+/// switches protocols and pipes frames in a task of its own. Under [`Fault::WrongChain`] and
+/// [`Fault::Forked`] the upstream is the fault's node.
 async fn upgrade(state: Arc<ProxyState>, mut req: Request<Incoming>) -> Response<Full<Bytes>> {
     let Some(key) = req.headers().get(header::SEC_WEBSOCKET_KEY) else {
         return status(StatusCode::BAD_REQUEST);
@@ -502,11 +926,14 @@ async fn upgrade(state: Arc<ProxyState>, mut req: Request<Incoming>) -> Response
     if !wait_while_hang(&mut fault).await {
         return status(StatusCode::GATEWAY_TIMEOUT);
     }
-    if *fault.borrow_and_update() == Fault::Down {
+    let current = fault.borrow_and_update().clone();
+    if current == Fault::Down {
         // Down set after this connection was accepted: answer like an HTTP request would be.
         return status(StatusCode::SERVICE_UNAVAILABLE);
     }
-    let connect = tokio_tungstenite::connect_async(state.ws_upstream.as_str());
+    let route = current.alternate().map(str::to_string);
+    let target = route.as_deref().map_or_else(|| state.ws_upstream.clone(), ws_upstream);
+    let connect = tokio_tungstenite::connect_async(target.as_str());
     let upstream = match tokio::time::timeout(UPSTREAM_WS_TIMEOUT, connect).await {
         Ok(Ok((upstream, _))) => upstream,
         Ok(Err(error)) => {
@@ -521,7 +948,7 @@ async fn upgrade(state: Arc<ProxyState>, mut req: Request<Incoming>) -> Response
         let client =
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, None).await;
         let _open = OpenConnection::new(&state.ws_connections);
-        pipe(&state, client, upstream, fault).await;
+        pipe(&state, client, upstream, fault, route).await;
     });
     let mut resp = Response::new(Full::new(Bytes::new()));
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -567,18 +994,29 @@ impl Drop for OpenConnection<'_> {
 }
 
 /// Pipes frames between the client and the upstream until either side ends, a frame cannot be
-/// delivered, or the fault turns [`Fault::Down`] (or the proxy is dropped). Both connections
-/// are then dropped, without a close frame. While the fault is [`Fault::Hang`] nothing is read
-/// either way, so frames wait in the sockets until it changes.
+/// delivered, the fault turns [`Fault::Down`] (or the proxy is dropped), or the fault moves the
+/// connection's `route` (the node of [`Fault::WrongChain`]/[`Fault::Forked`], `None` for the
+/// proxy's own). Both connections are then dropped, without a close frame. While the fault is
+/// [`Fault::Hang`] nothing is read either way, so frames wait in the sockets until it changes.
+///
+/// Under a rewriting fault, requests from the client are answered as over HTTP (the proxy asks
+/// its node over HTTP) unless they are `eth_subscribe`/`eth_unsubscribe`; under
+/// [`Fault::Lag`]/[`Fault::StalledHead`], subscription notifications of blocks above the
+/// reported head are held (in order) until it reaches them or the fault changes; under
+/// [`Fault::DivergentHash`], `newHeads` carry forked hashes.
 async fn pipe<C, U>(
     state: &ProxyState,
     mut client: WebSocketStream<C>,
     mut upstream: WebSocketStream<U>,
     mut fault: watch::Receiver<Fault>,
+    route: Option<String>,
 ) where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     U: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
+    let mut held: VecDeque<(u64, Message)> = VecDeque::new();
+    let mut recheck = tokio::time::interval(HOLD_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     loop {
         let current = fault.borrow_and_update().clone();
         match current {
@@ -591,6 +1029,13 @@ async fn pipe<C, U>(
             }
             _ => {}
         }
+        if current.alternate() != route.as_deref() {
+            debug!(target: "devnet::proxy", "fault switched the node: WebSocket dropped");
+            return;
+        }
+        if !held.is_empty() && !release(state, &current, &mut held, &mut client, &mut fault).await {
+            return;
+        }
         tokio::select! {
             changed = fault.changed() => {
                 if changed.is_err() {
@@ -602,19 +1047,112 @@ async fn pipe<C, U>(
                 if let Message::Text(text) = &frame {
                     state.requests.fetch_add(1, Ordering::Relaxed);
                     state.count_methods(text.as_str().as_bytes());
+                    if current.rewrites() && !is_subscription_call(text.as_str()) {
+                        match rewrite(state, &current, text.as_str().as_bytes()).await {
+                            Ok(Some(answer)) => {
+                                let answer = Message::text(answer.to_string());
+                                if !forward_frame(&mut client, answer, &mut fault).await {
+                                    return;
+                                }
+                                continue;
+                            }
+                            Ok(None) => {}
+                            Err(UpstreamFailed) => return,
+                        }
+                    }
                 }
                 if !forward_frame(&mut upstream, frame, &mut fault).await {
                     return;
                 }
             }
             frame = upstream.next() => {
-                let Some(Ok(frame)) = frame else { return };
+                let Some(Ok(mut frame)) = frame else { return };
+                if current.lags()
+                    && let Some(number) = notification_block(&frame)
+                {
+                    held.push_back((number, frame));
+                    continue;
+                }
+                if current == Fault::DivergentHash {
+                    fork_new_head(&mut frame);
+                }
                 if !forward_frame(&mut client, frame, &mut fault).await {
                     return;
                 }
             }
+            _ = recheck.tick(), if !held.is_empty() => {}
         }
     }
+}
+
+/// Sends the held notifications the reported head has reached (all of them once the fault no
+/// longer lags), in order; false when the client cannot be reached or the node cannot.
+async fn release<C>(
+    state: &ProxyState,
+    current: &Fault,
+    held: &mut VecDeque<(u64, Message)>,
+    client: &mut WebSocketStream<C>,
+    fault: &mut watch::Receiver<Fault>,
+) -> bool
+where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let head = if current.lags() {
+        match (Rewriter { state, fault: current, head: None }).head().await {
+            Ok(head) => head,
+            Err(UpstreamFailed) => return false,
+        }
+    } else {
+        u64::MAX
+    };
+    while held.front().is_some_and(|(number, _)| *number <= head) {
+        let Some((_, frame)) = held.pop_front() else { break };
+        if !forward_frame(client, frame, fault).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// True for a frame that is (or whose batch holds) `eth_subscribe` or `eth_unsubscribe`.
+fn is_subscription_call(text: &str) -> bool {
+    let Ok(json) = serde_json::from_str::<Value>(text) else { return false };
+    let is_one = |call: &Value| {
+        matches!(
+            call.get("method").and_then(Value::as_str),
+            Some("eth_subscribe" | "eth_unsubscribe")
+        )
+    };
+    match &json {
+        Value::Array(calls) => calls.iter().any(is_one),
+        call => is_one(call),
+    }
+}
+
+/// The block of a subscription notification: `newHeads`' `number`, `logs`' `blockNumber`.
+fn notification_block(frame: &Message) -> Option<u64> {
+    let Message::Text(text) = frame else { return None };
+    let json = serde_json::from_str::<Value>(text.as_str()).ok()?;
+    if json.get("method").and_then(Value::as_str) != Some("eth_subscription") {
+        return None;
+    }
+    let result = json.pointer("/params/result")?;
+    result.get("number").or_else(|| result.get("blockNumber")).and_then(hex_u64)
+}
+
+/// Forks the hash of a `newHeads` notification.
+fn fork_new_head(frame: &mut Message) {
+    let Message::Text(text) = frame else { return };
+    let Ok(mut json) = serde_json::from_str::<Value>(text.as_str()) else { return };
+    if json.get("method").and_then(Value::as_str) != Some("eth_subscription") {
+        return;
+    }
+    let Some(result) = json.pointer_mut("/params/result") else { return };
+    if result.get("parentHash").is_none() {
+        return;
+    }
+    fork_block(result);
+    *frame = Message::text(json.to_string());
 }
 
 /// Sends `frame` on `to`; false when that fails or the fault turns [`Fault::Down`] meanwhile.
@@ -831,10 +1369,139 @@ mod tests {
         let answer = next_json(&mut ws).await;
         assert_eq!(answer["result"], json!("0x7a69"), "{answer}");
 
-        // Rewriting faults leave WebSocket frames alone.
+        // Rewriting faults answer over WebSocket as over HTTP.
         proxy.set(Fault::WrongChainId(5));
         let answer = call(&mut ws, 2, "eth_chainId", json!([])).await;
+        assert_eq!(answer["result"], json!("0x5"), "{answer}");
+        // HTTP-level faults leave WebSocket frames alone.
+        proxy.set(Fault::HttpStatus(503));
+        let answer = call(&mut ws, 3, "eth_chainId", json!([])).await;
         assert_eq!(answer["result"], json!("0x7a69"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn websocket_lag_answers_at_the_lagging_head_and_holds_new_heads() {
+        let (_anvil, proxy) = proxied_anvil().await;
+        let mut ws = connect(&proxy.ws_url()).await;
+        for id in 1..=2 {
+            call(&mut ws, id, "evm_mine", json!([])).await;
+        }
+        proxy.set(Fault::Lag(2));
+        let answer = call(&mut ws, 3, "eth_blockNumber", json!([])).await;
+        assert_eq!(answer["result"], json!("0x0"), "{answer}");
+        let answer = call(&mut ws, 4, "eth_getBlockByNumber", json!(["latest", false])).await;
+        assert_eq!(answer["result"]["number"], json!("0x0"), "{answer}");
+
+        // newHeads of blocks 3..=6: only those the lagging head (4) has reached arrive.
+        let answer = call(&mut ws, 5, "eth_subscribe", json!(["newHeads"])).await;
+        assert!(answer["result"].is_string(), "{answer}");
+        for id in 6..=9 {
+            send(&mut ws, id, "evm_mine", json!([])).await;
+        }
+        let mut heads = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+        while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, ws.next()).await {
+            let frame: Value = serde_json::from_str(frame.to_text().expect("text")).expect("JSON");
+            if frame["method"] == json!("eth_subscription") {
+                heads.push(frame["params"]["result"]["number"].clone());
+            }
+        }
+        assert_eq!(heads, [json!("0x3"), json!("0x4")]);
+
+        // Caught up: the held heads follow, in order.
+        proxy.set(Fault::Up);
+        let mut heads = Vec::new();
+        while heads.len() < 2 {
+            let frame = next_json(&mut ws).await;
+            heads.push(frame["params"]["result"]["number"].clone());
+        }
+        assert_eq!(heads, [json!("0x5"), json!("0x6")]);
+    }
+
+    #[tokio::test]
+    async fn websocket_censor_and_divergent_hash_apply_to_frames() {
+        let (anvil, proxy) = proxied_anvil().await;
+        let mut ws = connect(&proxy.ws_url()).await;
+        proxy.set(Fault::Censor);
+        let raw = "0x02f868827a69800184773594008252089470997970c51812dc3a010c7d01b50e0d17dc79c8\
+                   0180c001a0a47eb869be1e4a07b681e7063df0270355cb7c5a899b179a80cb601de381a8f3a0\
+                   44967264754ab0d27600532eb0049fc2d29d8b11f8ec1ce53d2d30b481e53d69";
+        let hash = alloy::primitives::keccak256(alloy::primitives::hex::decode(raw).expect("hex"));
+        let answer = call(&mut ws, 1, "eth_sendRawTransaction", json!([raw])).await;
+        assert_eq!(answer["result"], json!(hash.to_string()), "{answer}");
+        let pending = call(&mut ws, 2, "eth_getTransactionByHash", json!([hash])).await;
+        assert_eq!(pending["result"], Value::Null, "never forwarded: {pending}");
+
+        proxy.set(Fault::DivergentHash);
+        call(&mut ws, 3, "eth_subscribe", json!(["newHeads"])).await;
+        // Not `call`: the head may arrive before evm_mine's answer.
+        send(&mut ws, 4, "evm_mine", json!([])).await;
+        let head = loop {
+            let frame = next_json(&mut ws).await;
+            if frame["method"] == json!("eth_subscription") {
+                break frame["params"]["result"].clone();
+            }
+        };
+        let url = format!("http://127.0.0.1:{}", anvil.port());
+        let block: Value = alloy::transports::http::reqwest::Client::new()
+            .post(url)
+            .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "eth_getBlockByNumber", "params": ["0x1", false] }))
+            .send()
+            .await
+            .expect("answered")
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(head["number"], json!("0x1"));
+        assert!(head["hash"].is_string());
+        assert_ne!(head["hash"], block["result"]["hash"], "a forked hash");
+    }
+
+    #[test]
+    fn block_parameters_are_where_each_method_takes_them() {
+        let at = |method| block_arg(method).map(|arg| (arg.index, arg.missing));
+        assert_eq!(at("eth_getBalance"), Some((1, Missing::HeaderNotFound)));
+        assert_eq!(at("eth_call"), Some((1, Missing::HeaderNotFound)));
+        assert_eq!(at("eth_getStorageAt"), Some((2, Missing::HeaderNotFound)));
+        assert_eq!(at("eth_getProof"), Some((2, Missing::HeaderNotFound)));
+        assert_eq!(at("eth_getBlockByNumber"), Some((0, Missing::Null)));
+        assert_eq!(at("eth_feeHistory"), Some((1, Missing::BeyondHead)));
+        assert_eq!(at("eth_chainId"), None);
+        assert_eq!(at("eth_getLogs"), None, "handled on its own");
+    }
+
+    #[test]
+    fn notifications_and_subscription_calls_are_recognised() {
+        let head = json!({ "jsonrpc": "2.0", "method": "eth_subscription",
+            "params": { "subscription": "0x1", "result": { "number": "0x1a", "parentHash": "0x00" } } });
+        let log = json!({ "jsonrpc": "2.0", "method": "eth_subscription",
+            "params": { "subscription": "0x2", "result": { "blockNumber": "0x7" } } });
+        let answer = json!({ "jsonrpc": "2.0", "id": 1, "result": { "number": "0x1" } });
+        assert_eq!(notification_block(&Message::text(head.to_string())), Some(26));
+        assert_eq!(notification_block(&Message::text(log.to_string())), Some(7));
+        assert_eq!(notification_block(&Message::text(answer.to_string())), None);
+        assert!(is_subscription_call(r#"{"id":1,"method":"eth_subscribe","params":["newHeads"]}"#));
+        assert!(is_subscription_call(r#"[{"id":1,"method":"eth_unsubscribe","params":["0x1"]}]"#));
+        assert!(!is_subscription_call(r#"{"id":1,"method":"eth_blockNumber"}"#));
+        assert_eq!(parse_hex("0x10"), Some(16));
+        assert_eq!(parse_hex("16"), None);
+    }
+
+    #[test]
+    fn fault_kinds_name_every_variant() {
+        let faults = [
+            Fault::Up,
+            Fault::Lag(3),
+            Fault::WrongChain { chain_id: 1, upstream: "http://127.0.0.1:1".into() },
+            Fault::Forked { upstream: "http://127.0.0.1:1".into() },
+            Fault::Flaky { every: 3, status: 503 },
+            Fault::Censor,
+        ];
+        let kinds: Vec<_> = faults.iter().map(Fault::kind).collect();
+        assert_eq!(kinds, ["up", "lag", "wrong_chain", "forked", "flaky", "censor"]);
+        assert_eq!(faults[2].alternate(), Some("http://127.0.0.1:1"));
+        assert!(faults[1].lags() && Fault::StalledHead.lags() && !Fault::FutureHead(1).lags());
+        assert!(Fault::Censor.rewrites() && !faults[4].rewrites());
     }
 
     #[test]

@@ -34,6 +34,51 @@ pub struct GatewayConfig {
     /// Subscriptions (`eth_subscribe`) over WebSocket.
     #[serde(default)]
     pub subscriptions: SubscriptionSection,
+    /// Head-aware routing: which routes are fresh enough to read from.
+    #[serde(default)]
+    pub freshness: FreshnessSection,
+}
+
+/// `[freshness]`: never serve stale or wrong-chain data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FreshnessSection {
+    /// Track every route's head and skip stale routes for reads.
+    pub enabled: bool,
+    /// A route more than this many blocks behind (or ahead of) the majority's head is skipped.
+    pub max_lag_blocks: u64,
+    /// Head data older than this does not count, milliseconds.
+    pub max_head_age_ms: u64,
+    /// How often every route's head is polled, milliseconds (about the block time).
+    pub poll_interval_ms: u64,
+    /// The chain id every route must serve (default: the majority's).
+    pub expected_chain_id: Option<u64>,
+    /// When no route is fresh, read from stale ones instead of answering an error.
+    pub allow_stale: bool,
+    /// Methods answered only when `consensus_agree` of `consensus_ask` fresh routes return the
+    /// same result (e.g. the `eth_call` that prices an order); empty = off.
+    pub consensus_methods: Vec<String>,
+    /// Routes asked for a consensus method.
+    pub consensus_ask: usize,
+    /// Identical answers needed.
+    pub consensus_agree: usize,
+}
+
+impl Default for FreshnessSection {
+    fn default() -> Self {
+        let d = lifeline_bindings::transport::freshness::FreshnessConfig::default();
+        Self {
+            enabled: d.enabled,
+            max_lag_blocks: d.max_lag_blocks,
+            max_head_age_ms: d.max_head_age.as_millis() as u64,
+            poll_interval_ms: d.poll_interval.as_millis() as u64,
+            expected_chain_id: None,
+            allow_stale: false,
+            consensus_methods: Vec::new(),
+            consensus_ask: 3,
+            consensus_agree: 2,
+        }
+    }
 }
 
 /// `[registry]`: where the route sets come from.
@@ -244,6 +289,26 @@ impl GatewayConfig {
                 "subscriptions.poll_interval_ms",
                 &self.subscriptions.poll_interval_ms,
                 "must be at least 20",
+            );
+        }
+        let f = &self.freshness;
+        if f.poll_interval_ms < 20 {
+            return bad("freshness.poll_interval_ms", &f.poll_interval_ms, "must be at least 20");
+        }
+        if f.max_head_age_ms < f.poll_interval_ms {
+            return bad(
+                "freshness.max_head_age_ms",
+                &f.max_head_age_ms,
+                "must be at least freshness.poll_interval_ms",
+            );
+        }
+        if !f.consensus_methods.is_empty()
+            && (f.consensus_agree == 0 || f.consensus_agree > f.consensus_ask)
+        {
+            return bad(
+                "freshness.consensus_agree",
+                &f.consensus_agree,
+                "must be between 1 and freshness.consensus_ask",
             );
         }
         if self.subscriptions.max_backfill_blocks == 0 {

@@ -33,6 +33,17 @@ pub struct RouteLabels {
     pub method: String,
 }
 
+/// Labels of a route skipped for reads.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SkipLabels {
+    /// The service name.
+    pub service: String,
+    /// The route's URL as registered.
+    pub url: String,
+    /// Why: lagging, stalled, ahead, wrong_chain, forked, no_head.
+    pub reason: String,
+}
+
 /// Labels of a per-service figure.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceLabels {
@@ -70,6 +81,12 @@ pub struct Metrics {
     pub failovers: Family<ServiceLabels, Counter>,
     /// Slow reads also sent to a second route.
     pub hedges: Family<ServiceLabels, Counter>,
+    /// Routes skipped for reads right now (1 per route and reason).
+    pub route_skipped: Family<SkipLabels, Gauge>,
+    /// Reads refused because no route was fresh.
+    pub stale_refusals: Family<ServiceLabels, Counter>,
+    /// Consensus answers a route disagreed with.
+    pub dissents: Family<ServiceLabels, Counter>,
     /// The registry epoch each service routes by.
     pub epoch: Family<ServiceLabels, Gauge>,
     /// Authorised routes each service routes by.
@@ -108,6 +125,9 @@ impl Default for Metrics {
         let failovers = Family::<ServiceLabels, Counter>::default();
         let hedges = Family::<ServiceLabels, Counter>::default();
         let epoch = Family::<ServiceLabels, Gauge>::default();
+        let route_skipped = Family::<SkipLabels, Gauge>::default();
+        let stale_refusals = Family::<ServiceLabels, Counter>::default();
+        let dissents = Family::<ServiceLabels, Counter>::default();
         let routes = Family::<ServiceLabels, Gauge>::default();
         let subscriptions = Family::<KindLabels, Gauge>::default();
         let resubscribes = Family::<ServiceLabels, Counter>::default();
@@ -127,6 +147,17 @@ impl Default for Metrics {
         );
         registry.register("failovers", "Calls that needed more than one route", failovers.clone());
         registry.register("hedges", "Slow reads also sent to a second route", hedges.clone());
+        registry.register(
+            "route_skipped",
+            "Routes skipped for reads, by reason",
+            route_skipped.clone(),
+        );
+        registry.register(
+            "stale_refusals",
+            "Reads refused: no fresh route",
+            stale_refusals.clone(),
+        );
+        registry.register("dissents", "Consensus answers a route disagreed with", dissents.clone());
         registry.register("epoch", "Registry epoch of the route set in use", epoch.clone());
         registry.register("authorised_routes", "Routes in the set in use", routes.clone());
         registry.register("subscriptions", "Open subscriptions", subscriptions.clone());
@@ -157,6 +188,9 @@ impl Default for Metrics {
             route_latency,
             failovers,
             hedges,
+            route_skipped,
+            stale_refusals,
+            dissents,
             epoch,
             routes,
             subscriptions,

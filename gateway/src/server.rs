@@ -221,11 +221,14 @@ async fn routes(State(state): State<Arc<AppState>>) -> Json<Value> {
                         "latency_ms": r.latency_ms,
                         "error_rate": r.error_rate,
                         "breaker_open": r.breaker_open,
+                        "head": r.head,
+                        "skipped": r.skip.as_ref().map(ToString::to_string),
                     })
                 })
                 .collect();
             json!({
                 "service": service.name,
+                "reference_head": service.transport().reference_head(),
                 "id": service.id,
                 "epoch": view.set.as_ref().map(|s| s.epoch),
                 "stale": view.set.as_ref().map(|s| s.stale),
@@ -256,6 +259,8 @@ async fn healthz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    // Skips are a point-in-time view: start from none, then mark each skipped route.
+    state.metrics.route_skipped.clear();
     for service in &state.services {
         service.sync_counters();
     }

@@ -20,6 +20,7 @@ use alloy::{
 };
 use lifeline_bindings::{
     EndpointState, FailoverConfig, FailoverTransport, RegistryClient, RouteSet, WatchConfig,
+    transport::{ConsensusConfig, freshness::FreshnessConfig},
 };
 use serde_json::value::RawValue;
 use tower::Service as _;
@@ -94,6 +95,21 @@ impl ServiceHandle {
                 bootstrap: section.bootstrap.iter().filter_map(|u| u.parse().ok()).collect(),
                 attempt_timeout: Duration::from_millis(config.transport.attempt_timeout_ms),
                 hedge_after: (hedge > 0).then(|| Duration::from_millis(hedge)),
+                freshness: FreshnessConfig {
+                    enabled: config.freshness.enabled,
+                    max_lag_blocks: config.freshness.max_lag_blocks,
+                    max_head_age: Duration::from_millis(config.freshness.max_head_age_ms),
+                    poll_interval: Duration::from_millis(config.freshness.poll_interval_ms),
+                    expected_chain_id: config.freshness.expected_chain_id,
+                    allow_stale: config.freshness.allow_stale,
+                },
+                consensus: (!config.freshness.consensus_methods.is_empty()).then(|| {
+                    ConsensusConfig {
+                        methods: config.freshness.consensus_methods.clone(),
+                        ask: config.freshness.consensus_ask,
+                        agree: config.freshness.consensus_agree,
+                    }
+                }),
                 ..Default::default()
             },
         );
@@ -287,6 +303,24 @@ impl ServiceHandle {
             .get_or_create(&labels)
             .inc_by(stats.failovers.saturating_sub(seen.failovers));
         self.metrics.hedges.get_or_create(&labels).inc_by(stats.hedges.saturating_sub(seen.hedges));
+        self.metrics
+            .stale_refusals
+            .get_or_create(&labels)
+            .inc_by(stats.stale_refusals.saturating_sub(seen.stale_refusals));
+        self.metrics
+            .dissents
+            .get_or_create(&labels)
+            .inc_by(stats.dissents.saturating_sub(seen.dissents));
+        for route in self.transport.routes() {
+            if let Some(skip) = route.skip {
+                let labels = crate::metrics::SkipLabels {
+                    service: self.name.clone(),
+                    url: route.url.to_string(),
+                    reason: skip.label().into(),
+                };
+                self.metrics.route_skipped.get_or_create(&labels).set(1);
+            }
+        }
         *seen = stats;
     }
 

@@ -122,6 +122,8 @@ pub struct Judgement {
     pub skipped: HashMap<Url, Skip>,
     /// Each route's last known head.
     pub heads: HashMap<Url, u64>,
+    /// The highest head of a route not judged ahead (what a served head may be trusted up to).
+    pub ceiling: Option<u64>,
 }
 
 impl Judgement {
@@ -201,7 +203,15 @@ impl HeadTracker {
     }
 
     /// Judges `urls` at `now`.
-    pub fn judge(&self, urls: &[Url], config: &FreshnessConfig, now: Instant) -> Judgement {
+    /// `served` is the highest head already returned to the caller: a route far below it is
+    /// lagging even when no majority says so (two routes, one of them behind).
+    pub fn judge(
+        &self,
+        urls: &[Url],
+        config: &FreshnessConfig,
+        served: Option<u64>,
+        now: Instant,
+    ) -> Judgement {
         let mut judgement = Judgement::default();
         let recent =
             |h: &RouteHead| h.seen_at.is_some_and(|t| now.duration_since(t) <= config.max_head_age);
@@ -258,6 +268,20 @@ impl HeadTracker {
             votes.iter().find(|(_, n)| 2 * **n > candidates.len()).map(|(hash, _)| *hash)
         };
 
+        // A route is ahead (its head uncorroborated) when a strict majority of the candidates
+        // are more than `max_lag_blocks` below it. With no such majority (two routes, one
+        // behind), nobody is called ahead.
+        let max_lag = config.max_lag_blocks;
+        let ahead = |number: u64| {
+            number > reference + max_lag
+                && 2 * numbers.iter().filter(|n| **n + max_lag < number).count() > numbers.len()
+        };
+        // The head the caller has already seen counts too, up to the highest head that is not
+        // ahead: a route far below what was served is lagging.
+        let ceiling = numbers.iter().copied().filter(|n| !ahead(*n)).max().unwrap_or(reference);
+        judgement.ceiling = Some(ceiling);
+        let effective = reference.max(served.unwrap_or(0).min(ceiling));
+
         for (url, h) in &candidates {
             let number = h.number.unwrap_or(0);
             let forked = h.hashes.iter().rev().find_map(|(n, hash)| {
@@ -266,14 +290,14 @@ impl HeadTracker {
             });
             let skip = if let Some(height) = forked {
                 Some(Skip::Forked(height))
-            } else if number + config.max_lag_blocks < reference {
+            } else if number + max_lag < effective {
                 let still = h.advanced_at.map_or(Duration::ZERO, |t| now.duration_since(t));
                 Some(if still > config.max_head_age / 2 {
                     Skip::Stalled(still)
                 } else {
-                    Skip::Lagging(reference - number)
+                    Skip::Lagging(effective - number)
                 })
-            } else if number > reference + config.max_lag_blocks {
+            } else if ahead(number) {
                 Some(Skip::Ahead(number - reference))
             } else {
                 None
@@ -394,7 +418,7 @@ mod tests {
     fn one_route_claiming_a_far_higher_head_does_not_make_the_others_lag() {
         let now = Instant::now();
         let t = tracker(&[(1, 100, 0), (2, 100, 0), (3, 1_000_000, 0)], now);
-        let j = t.judge(&urls(&[1, 2, 3]), &FreshnessConfig::default(), now);
+        let j = t.judge(&urls(&[1, 2, 3]), &FreshnessConfig::default(), None, now);
         assert_eq!(j.reference, Some(100));
         assert!(j.is_fresh(&url(1)) && j.is_fresh(&url(2)));
         assert_eq!(j.skipped.get(&url(3)), Some(&Skip::Ahead(999_900)));
@@ -404,7 +428,7 @@ mod tests {
     fn the_reference_is_what_a_strict_majority_reached() {
         let now = Instant::now();
         let t = tracker(&[(1, 100, 0), (2, 99, 0), (3, 90, 0), (4, 101, 0), (5, 100, 0)], now);
-        let j = t.judge(&urls(&[1, 2, 3, 4, 5]), &FreshnessConfig::default(), now);
+        let j = t.judge(&urls(&[1, 2, 3, 4, 5]), &FreshnessConfig::default(), None, now);
         // Sorted: 101, 100, 100, 99, 90; three of five reached 100.
         assert_eq!(j.reference, Some(100));
         assert_eq!(j.skipped.get(&url(3)), Some(&Skip::Lagging(10)));
@@ -422,15 +446,30 @@ mod tests {
         t.observe(&url(4), 50, None, now);
         let old = now.checked_sub(Duration::from_secs(60)).unwrap_or(now);
         t.observe(&url(5), 50, None, old);
-        let j = t.judge(&urls(&[1, 2, 3, 4, 5, 6]), &FreshnessConfig::default(), now);
+        let j = t.judge(&urls(&[1, 2, 3, 4, 5, 6]), &FreshnessConfig::default(), None, now);
         assert_eq!(j.skipped.get(&url(3)), Some(&Skip::Forked(50)));
         assert_eq!(j.skipped.get(&url(4)), Some(&Skip::WrongChain(5)));
         assert_eq!(j.skipped.get(&url(5)), Some(&Skip::NoHead), "data too old");
         assert_eq!(j.skipped.get(&url(6)), Some(&Skip::NoHead), "never answered");
         assert!(!j.has_block(&url(3), 10), "a forked route serves no block");
         let configured = FreshnessConfig { expected_chain_id: Some(5), ..Default::default() };
-        let j = t.judge(&urls(&[1, 4]), &configured, now);
+        let j = t.judge(&urls(&[1, 4]), &configured, None, now);
         assert_eq!(j.skipped.get(&url(1)), Some(&Skip::WrongChain(1)));
+    }
+
+    #[test]
+    fn with_two_routes_the_one_behind_what_was_served_is_lagging() {
+        let now = Instant::now();
+        let t = tracker(&[(1, 10, 0), (2, 2, 0)], now);
+        let j = t.judge(&urls(&[1, 2]), &FreshnessConfig::default(), Some(10), now);
+        assert_eq!(j.reference, Some(2), "no majority above the lower head");
+        assert!(j.is_fresh(&url(1)), "not 'ahead': no majority contradicts it");
+        assert_eq!(j.skipped.get(&url(2)), Some(&Skip::Lagging(8)));
+        // A served head inflated by a liar is only trusted up to the highest honest head.
+        let t = tracker(&[(1, 100, 0), (2, 100, 0), (3, 1_000_000, 0)], now);
+        let j = t.judge(&urls(&[1, 2, 3]), &FreshnessConfig::default(), Some(1_000_000), now);
+        assert_eq!(j.ceiling, Some(100));
+        assert!(j.is_fresh(&url(1)) && j.is_fresh(&url(2)));
     }
 
     #[test]
@@ -442,7 +481,7 @@ mod tests {
         t.observe(&url(1), 10, None, later);
         t.observe(&url(2), 20, None, later);
         t.observe(&url(3), 20, None, later);
-        let j = t.judge(&urls(&[1, 2, 3]), &FreshnessConfig::default(), later);
+        let j = t.judge(&urls(&[1, 2, 3]), &FreshnessConfig::default(), None, later);
         assert!(matches!(j.skipped.get(&url(1)), Some(Skip::Stalled(d)) if d.as_secs() == 8));
         // A whole chain that idles (automine, no traffic) is not stale.
         let mut idle = HeadTracker::default();
@@ -450,7 +489,9 @@ mod tests {
         idle.observe(&url(2), 10, None, start);
         idle.observe(&url(1), 10, None, later);
         idle.observe(&url(2), 10, None, later);
-        assert!(idle.judge(&urls(&[1, 2]), &FreshnessConfig::default(), later).skipped.is_empty());
+        assert!(
+            idle.judge(&urls(&[1, 2]), &FreshnessConfig::default(), None, later).skipped.is_empty()
+        );
     }
 
     #[test]

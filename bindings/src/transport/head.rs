@@ -86,6 +86,11 @@ impl ServedHead {
         self.0.load(Ordering::Acquire).checked_sub(1)
     }
 
+    /// Replaces the served head (only when it was shown to come from a lying route).
+    pub(crate) fn reset(&self, head: u64) {
+        self.0.store(head.saturating_add(1), Ordering::Release);
+    }
+
     /// Records `head` as served if it is not behind; returns the head already served when it is.
     pub(crate) fn raise(&self, head: u64) -> Result<(), u64> {
         let stored = head.saturating_add(1);

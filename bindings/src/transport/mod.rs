@@ -399,7 +399,7 @@ impl<C: Connector> FailoverTransport<C> {
         }
         let urls: Vec<Url> = routes.iter().map(|r| r.url.clone()).collect();
         let heads = self.shared.heads.lock().unwrap_or_else(|p| p.into_inner());
-        Some(heads.judge(&urls, config, now))
+        Some(heads.judge(&urls, config, self.shared.served.get(), now))
     }
 
     /// Starts the head poller (once), in the caller's runtime.
@@ -444,6 +444,15 @@ impl<C: Connector> FailoverTransport<C> {
             self.first_poll().await;
         }
         let Some(judgement) = self.judge(&routes, Instant::now()) else { return Ok(routes) };
+        // A head served from a route since found to be ahead of the majority was a lie: the
+        // caller is brought back to what the majority has (logged; the only way back).
+        if let (Some(served), Some(ceiling)) = (self.shared.served.get(), judgement.ceiling)
+            && served > ceiling + config.max_lag_blocks
+            && judgement.skipped.values().any(|s| matches!(s, Skip::Ahead(_)))
+        {
+            warn!(target: "lifeline::transport", served, ceiling, "a head served earlier came from a route ahead of the majority; trusting the majority");
+            self.shared.served.reset(ceiling);
+        }
         if judgement.reference.is_none() {
             // No route has recent head data (start-up, or every route silent): nothing to judge
             // freshness by, so the routes are tried and their failures, if any, named.
@@ -542,7 +551,22 @@ impl<C: Connector> FailoverTransport<C> {
         {
             return self.consensus(routes, request, consensus.clone()).await;
         }
-        self.one_at_a_time(routes, request).await
+        let tried: Vec<Url> = routes.iter().map(|r| r.url.clone()).collect();
+        let first = self.one_at_a_time(routes, request.clone()).await;
+        if first.is_ok() || !self.shared.config.freshness.enabled {
+            return first;
+        }
+        // Every route judged fresh failed; that failure is news (they are now silent), so the
+        // routes left out are judged again and, if one now qualifies, tried.
+        let rest: Vec<_> =
+            self.ranked(Instant::now()).into_iter().filter(|r| !tried.contains(&r.url)).collect();
+        if rest.is_empty() {
+            return first;
+        }
+        match self.eligible(rest, &request).await {
+            Ok(again) if !again.is_empty() => self.one_at_a_time(again, request).await,
+            _ => first,
+        }
     }
 
     /// Asks up to `ask` routes at once; the first result `agree` of them return is the answer.
