@@ -111,6 +111,8 @@ struct RouteHead {
     advanced_at: Option<Instant>,
     chain_id: Option<u64>,
     hashes: VecDeque<(u64, B256)>,
+    /// When an answer last raised the head.
+    raised_at: Option<Instant>,
 }
 
 /// The verdict on every route, computed at one instant.
@@ -150,14 +152,26 @@ pub struct HeadTracker {
 }
 
 impl HeadTracker {
-    /// Records the head `url` reported to a poll (authoritative: it may be lower than before,
-    /// e.g. after a node restarted); `hash` when known.
-    pub fn observe(&mut self, url: &Url, number: u64, hash: Option<B256>, now: Instant) {
+    /// Records the head `url` reported to a poll sent at `sent`; `hash` when known. The poll is
+    /// authoritative (the head may go down: a node that restarted, or one that fell behind),
+    /// except that it does not undo a higher head the route gave in an answer after `sent`.
+    pub fn observe(
+        &mut self,
+        url: &Url,
+        number: u64,
+        hash: Option<B256>,
+        sent: Instant,
+        now: Instant,
+    ) {
         let head = self.routes.entry(url.clone()).or_default();
-        if head.number != Some(number) {
-            head.advanced_at = Some(now);
+        let undone = head.number.is_some_and(|n| number < n)
+            && head.raised_at.is_some_and(|raised| raised > sent);
+        if !undone {
+            if head.number != Some(number) {
+                head.advanced_at = Some(now);
+            }
+            head.number = Some(number);
         }
-        head.number = Some(number);
         head.seen_at = Some(now);
         if let Some(hash) = hash {
             head.hashes.retain(|(n, _)| *n != number);
@@ -175,6 +189,7 @@ impl HeadTracker {
         if head.number.is_some_and(|n| number > n) {
             head.number = Some(number);
             head.advanced_at = Some(now);
+            head.raised_at = Some(now);
             head.seen_at = Some(now);
         }
     }
@@ -404,7 +419,7 @@ mod tests {
         for &(port, head, fork) in heads {
             t.observe_chain(&url(port), 1);
             for n in head.saturating_sub(3)..=head {
-                t.observe(&url(port), n, Some(hash(n, fork)), now);
+                t.observe(&url(port), n, Some(hash(n, fork)), now, now);
             }
         }
         t
@@ -443,9 +458,9 @@ mod tests {
         let now = Instant::now();
         let mut t = tracker(&[(1, 50, 0), (2, 50, 0), (3, 50, 7)], now);
         t.observe_chain(&url(4), 5);
-        t.observe(&url(4), 50, None, now);
+        t.observe(&url(4), 50, None, now, now);
         let old = now.checked_sub(Duration::from_secs(60)).unwrap_or(now);
-        t.observe(&url(5), 50, None, old);
+        t.observe(&url(5), 50, None, old, old);
         let j = t.judge(&urls(&[1, 2, 3, 4, 5, 6]), &FreshnessConfig::default(), None, now);
         assert_eq!(j.skipped.get(&url(3)), Some(&Skip::Forked(50)));
         assert_eq!(j.skipped.get(&url(4)), Some(&Skip::WrongChain(5)));
@@ -476,19 +491,19 @@ mod tests {
     fn a_head_that_stopped_moving_is_stalled() {
         let start = Instant::now();
         let mut t = HeadTracker::default();
-        t.observe(&url(1), 10, None, start);
+        t.observe(&url(1), 10, None, start, start);
         let later = start + Duration::from_secs(8);
-        t.observe(&url(1), 10, None, later);
-        t.observe(&url(2), 20, None, later);
-        t.observe(&url(3), 20, None, later);
+        t.observe(&url(1), 10, None, later, later);
+        t.observe(&url(2), 20, None, later, later);
+        t.observe(&url(3), 20, None, later, later);
         let j = t.judge(&urls(&[1, 2, 3]), &FreshnessConfig::default(), None, later);
         assert!(matches!(j.skipped.get(&url(1)), Some(Skip::Stalled(d)) if d.as_secs() == 8));
         // A whole chain that idles (automine, no traffic) is not stale.
         let mut idle = HeadTracker::default();
-        idle.observe(&url(1), 10, None, start);
-        idle.observe(&url(2), 10, None, start);
-        idle.observe(&url(1), 10, None, later);
-        idle.observe(&url(2), 10, None, later);
+        idle.observe(&url(1), 10, None, start, start);
+        idle.observe(&url(2), 10, None, start, start);
+        idle.observe(&url(1), 10, None, later, later);
+        idle.observe(&url(2), 10, None, later, later);
         assert!(
             idle.judge(&urls(&[1, 2]), &FreshnessConfig::default(), None, later).skipped.is_empty()
         );

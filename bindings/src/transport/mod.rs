@@ -219,7 +219,7 @@ struct Shared<C: Connector> {
     filters: filters::Filters,
     /// Every route's head and chain id (see [`freshness`]).
     heads: Arc<Mutex<HeadTracker>>,
-    /// Head observations made by the poller; the poller starts on the first request.
+    /// Completed head-poll rounds; the poller starts with the first route set or request.
     polls: tokio::sync::watch::Sender<u64>,
     poller: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -334,6 +334,11 @@ impl<C: Connector> FailoverTransport<C> {
         debug!(target: "lifeline::transport", epoch = set.epoch, routes = next.len(), "route set applied");
         table.epoch = Some(set.epoch);
         table.routes = next;
+        drop(table);
+        // Start judging heads as soon as there are routes (when called inside a runtime).
+        if tokio::runtime::Handle::try_current().is_ok() {
+            self.ensure_poller();
+        }
         true
     }
 
@@ -414,8 +419,8 @@ impl<C: Connector> FailoverTransport<C> {
         }
     }
 
-    /// Waits (at most a second) for the first head observation, so the very first reads are
-    /// judged too.
+    /// Waits (at most a second) for the first round of head polls, so the very first reads are
+    /// judged too (a route whose poll is slower than that is left out until it answers).
     async fn first_poll(&self) {
         let mut polls = self.shared.polls.subscribe();
         let timeout = self.shared.config.attempt_timeout.min(Duration::from_secs(1));
@@ -842,7 +847,9 @@ async fn poll_heads<C: Connector>(shared: std::sync::Weak<Shared<C>>) {
     loop {
         let Some(strong) = shared.upgrade() else { return };
         let interval = strong.config.freshness.poll_interval;
-        let timeout = strong.config.attempt_timeout;
+        // A head poll slower than a poll interval (at least 500 ms) is a silent route: rounds
+        // keep their cadence whatever one route does.
+        let timeout = strong.config.attempt_timeout.min(interval.max(Duration::from_millis(500)));
         let routes = strong.table.read().unwrap_or_else(|p| p.into_inner()).routes.clone();
         let heads = strong.heads.clone();
         let polls = strong.polls.clone();
@@ -852,7 +859,6 @@ async fn poll_heads<C: Connector>(shared: std::sync::Weak<Shared<C>>) {
         let polls_round = round;
         let probes = routes.into_iter().map(|route| {
             let heads = heads.clone();
-            let polls = polls.clone();
             async move {
                 let mut transport = route.transport.clone();
                 let knows_chain =
@@ -869,6 +875,7 @@ async fn poll_heads<C: Connector>(shared: std::sync::Weak<Shared<C>>) {
                     }
                 }
                 let ask = single("eth_getBlockByNumber", serde_json::json!(["latest", false]));
+                let sent = Instant::now();
                 let answer = tokio::time::timeout(timeout, transport.call(ask)).await;
                 let block = match &answer {
                     Ok(Ok(packet)) => result_as::<PolledHead>(packet),
@@ -882,14 +889,15 @@ async fn poll_heads<C: Connector>(shared: std::sync::Weak<Shared<C>>) {
                         &route.url,
                         block.number.to::<u64>(),
                         Some(block.hash),
+                        sent,
                         Instant::now(),
                     );
-                    polls.send_modify(|n| *n += 1);
                 }
             }
         });
         futures_util::future::join_all(probes).await;
         round += 1;
+        polls.send_replace(round);
         tokio::time::sleep(interval).await;
     }
 }

@@ -1,5 +1,6 @@
 //! Integration tests of lifeline-bindings against a real anvil running the real registry.
 
 mod digest;
+mod freshness;
 mod support;
 mod transport;
