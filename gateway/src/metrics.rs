@@ -209,7 +209,54 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
+/// The series of one labelled call figure, looked up once and reused: the hot path then does
+/// no label allocation or map lookup per request.
+#[derive(Clone, Debug)]
+pub struct Series {
+    /// Requests (or attempts).
+    pub requests: Counter,
+    /// Errors.
+    pub errors: Counter,
+    /// Latency, seconds.
+    pub latency: Histogram,
+}
+
+/// A small cache of [`Series`] by method label.
+#[derive(Debug, Default)]
+pub struct SeriesCache(std::sync::RwLock<std::collections::HashMap<&'static str, Series>>);
+
+impl SeriesCache {
+    /// The series for `method`, made by `make` the first time.
+    pub fn get(&self, method: &'static str, make: impl FnOnce() -> Series) -> Series {
+        if let Some(series) = self.0.read().unwrap_or_else(|p| p.into_inner()).get(method) {
+            return series.clone();
+        }
+        let series = make();
+        self.0.write().unwrap_or_else(|p| p.into_inner()).insert(method, series.clone());
+        series
+    }
+}
+
 impl Metrics {
+    /// The client-call series of (service, method).
+    pub fn call_series(&self, service: &str, method: &str) -> Series {
+        let labels = CallLabels { service: service.to_string(), method: method.to_string() };
+        Series {
+            requests: self.requests.get_or_create(&labels).clone(),
+            errors: self.errors.get_or_create(&labels).clone(),
+            latency: self.latency.get_or_create(&labels).clone(),
+        }
+    }
+
+    /// The upstream-attempt series of one route and method.
+    pub fn route_series(&self, labels: &RouteLabels) -> Series {
+        Series {
+            requests: self.route_requests.get_or_create(labels).clone(),
+            errors: self.route_errors.get_or_create(labels).clone(),
+            latency: self.route_latency.get_or_create(labels).clone(),
+        }
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn render(&self) -> String {
         let mut out = String::new();

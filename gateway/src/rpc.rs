@@ -40,27 +40,53 @@ pub enum Incoming {
     Batch(Vec<Result<Call, Value>>),
 }
 
-/// Parses a body; `Err` is the whole answer (parse error, empty batch).
+/// Parses a body; `Err` is the whole answer (parse error, empty batch). The body is validated
+/// once and read without building a JSON tree: ids and params are kept verbatim.
 pub fn parse(body: &[u8]) -> Result<Incoming, Value> {
-    let value: Value = serde_json::from_slice(body)
+    let whole: &RawValue = serde_json::from_slice(body)
         .map_err(|e| error(None, code::PARSE_ERROR, &format!("parse error: {e}")))?;
-    match value {
-        Value::Array(items) if items.is_empty() => {
-            Err(error(None, code::INVALID_REQUEST, "invalid request: empty batch"))
+    if whole.get().starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(whole.get())
+            .map_err(|e| error(None, code::PARSE_ERROR, &format!("parse error: {e}")))?;
+        if items.is_empty() {
+            return Err(error(None, code::INVALID_REQUEST, "invalid request: empty batch"));
         }
-        Value::Array(items) => Ok(Incoming::Batch(items.into_iter().map(validate).collect())),
-        single => Ok(Incoming::Single(validate(single))),
+        return Ok(Incoming::Batch(items.into_iter().map(validate).collect()));
     }
+    Ok(Incoming::Single(validate(whole)))
+}
+
+/// The members of a request object, each kept as raw JSON.
+#[derive(serde::Deserialize)]
+struct Wire<'a> {
+    #[serde(borrow, default, deserialize_with = "present")]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    method: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+}
+
+/// A member that is there (even as `null`) is `Some`; only a missing one is `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as serde::Deserialize>::deserialize(d).map(Some)
 }
 
 /// Checks one request object.
-fn validate(value: Value) -> Result<Call, Value> {
-    let Value::Object(mut object) = value else {
+fn validate(raw: &RawValue) -> Result<Call, Value> {
+    let text = raw.get();
+    if !text.starts_with('{') {
         return Err(error(None, code::INVALID_REQUEST, "invalid request: not an object"));
-    };
-    let id = match object.remove("id") {
+    }
+    let wire: Wire<'_> = serde_json::from_str(text)
+        .map_err(|_| error(None, code::INVALID_REQUEST, "invalid request: not an object"))?;
+    let id = match wire.id {
         None => None,
-        Some(id @ (Value::Number(_) | Value::String(_) | Value::Null)) => Some(to_raw(&id)),
+        Some(id) if matches!(id.get().as_bytes()[0], b'"' | b'-' | b'0'..=b'9' | b'n') => {
+            Some(id.to_owned())
+        }
         Some(_) => {
             return Err(error(
                 None,
@@ -69,30 +95,29 @@ fn validate(value: Value) -> Result<Call, Value> {
             ));
         }
     };
-    let id_value = || id.as_deref().map(|raw| raw.get().to_string());
-    if object.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
-        return Err(error_raw(
-            id_value(),
+    if wire.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
+        return Err(error(
+            id.as_deref(),
             code::INVALID_REQUEST,
             "invalid request: jsonrpc must be \"2.0\"",
         ));
     }
-    let method = match object.remove("method") {
-        Some(Value::String(method)) if !method.is_empty() => method,
+    let method = match wire.method.map(|m| serde_json::from_str::<String>(m.get())) {
+        Some(Ok(method)) if !method.is_empty() => method,
         _ => {
-            return Err(error_raw(
-                id_value(),
+            return Err(error(
+                id.as_deref(),
                 code::INVALID_REQUEST,
                 "invalid request: method must be a non-empty string",
             ));
         }
     };
-    let params = match object.remove("params") {
-        None => to_raw(&Value::Array(Vec::new())),
-        Some(params @ (Value::Array(_) | Value::Object(_))) => to_raw(&params),
+    let params = match wire.params {
+        None => empty_params(),
+        Some(params) if matches!(params.get().as_bytes()[0], b'[' | b'{') => params.to_owned(),
         Some(_) => {
-            return Err(error_raw(
-                id_value(),
+            return Err(error(
+                id.as_deref(),
                 code::INVALID_REQUEST,
                 "invalid request: params must be an array or an object",
             ));
@@ -101,9 +126,8 @@ fn validate(value: Value) -> Result<Call, Value> {
     Ok(Call { id, method, params })
 }
 
-fn to_raw(value: &Value) -> Box<RawValue> {
-    // Serialising a `Value` cannot fail.
-    serde_json::value::to_raw_value(value).unwrap_or_default()
+fn empty_params() -> Box<RawValue> {
+    RawValue::from_string("[]".into()).unwrap_or_default()
 }
 
 /// A JSON-RPC error object answering `id` (a raw JSON id, `None` = null).

@@ -28,7 +28,7 @@ use tracing::{debug, info, warn};
 
 use crate::{
     config::{GatewayConfig, ServiceSection},
-    metrics::{CallLabels, Metrics},
+    metrics::Metrics,
     rpc::{self, Call, MethodPolicy, code},
     subscribe::{HeadFollower, PendingFollower},
     upstream::{RouteNames, UpstreamConnector},
@@ -64,6 +64,8 @@ pub struct ServiceHandle {
     view: RwLock<RouteView>,
     next_id: AtomicU64,
     timeout: Duration,
+    /// Per-method metric series, looked up once.
+    series: crate::metrics::SeriesCache,
     /// Transport counters already exported.
     counted: std::sync::Mutex<lifeline_bindings::transport::TransportStats>,
     /// Heads (and the logs under them) for `newHeads` and `logs` subscriptions.
@@ -134,6 +136,7 @@ impl ServiceHandle {
             view: RwLock::new(RouteView::default()),
             next_id: AtomicU64::new(1),
             counted: Default::default(),
+            series: Default::default(),
             timeout: config.limits.request_timeout(),
         })
     }
@@ -216,17 +219,15 @@ impl ServiceHandle {
     /// Answers one call: the JSON text of the response object.
     pub async fn call(&self, call: &Call) -> String {
         let started = Instant::now();
-        let labels = CallLabels {
-            service: self.name.clone(),
-            method: rpc::method_label(&call.method).into(),
-        };
+        let method = rpc::method_label(&call.method);
+        let series = self.series.get(method, || self.metrics.call_series(&self.name, method));
         let answer = self.route(call).await;
-        self.metrics.requests.get_or_create(&labels).inc();
-        self.metrics.latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        series.requests.inc();
+        series.latency.observe(started.elapsed().as_secs_f64());
         match answer {
             Ok(text) => text,
             Err((code, message)) => {
-                self.metrics.errors.get_or_create(&labels).inc();
+                series.errors.inc();
                 rpc::error(call.id.as_deref(), code, &message).to_string()
             }
         }

@@ -1,6 +1,7 @@
-//! How the gateway talks to one route: an HTTP JSON-RPC transport (one `reqwest` connection pool
-//! per service) that caps the size of what it reads and records per-route metrics. It plugs into
-//! the failover transport of lifeline-bindings as its [`Connector`].
+//! How the gateway talks to one route: a JSON-RPC transport that caps the size of what it reads
+//! and records per-route metrics, on hyper's pooled HTTP/1.1 client for `http://` routes (the
+//! lean path) and on reqwest (TLS) for `https://` routes. It plugs into the failover transport of
+//! lifeline-bindings as its [`Connector`].
 
 use std::{
     collections::HashMap,
@@ -16,11 +17,18 @@ use alloy::{
         http::reqwest::{self, Url},
     },
 };
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::{Request, header};
+use hyper_util::{
+    client::legacy::{Client, connect::HttpConnector},
+    rt::TokioExecutor,
+};
 use lifeline_bindings::transport::Connector;
 use tower::Service;
 
 use crate::{
-    metrics::{Metrics, RouteLabels},
+    metrics::{Metrics, RouteLabels, SeriesCache},
     rpc::method_label,
 };
 
@@ -29,7 +37,7 @@ use crate::{
 pub struct RouteNames(Arc<RwLock<HashMap<Url, String>>>);
 
 impl RouteNames {
-    /// Replaces the names with those of a new route set.
+    /// Adds (or renames) the routes of a new route set.
     pub fn set(&self, names: impl IntoIterator<Item = (Url, String)>) {
         let mut map = self.0.write().unwrap_or_else(|p| p.into_inner());
         map.extend(names);
@@ -48,7 +56,8 @@ impl RouteNames {
 /// Makes [`Upstream`] transports for one service.
 #[derive(Debug, Clone)]
 pub struct UpstreamConnector {
-    client: reqwest::Client,
+    client: Client<HttpConnector, Full<Bytes>>,
+    tls: reqwest::Client,
     service: String,
     max_response_bytes: usize,
     metrics: Metrics,
@@ -63,12 +72,17 @@ impl UpstreamConnector {
         metrics: Metrics,
         names: RouteNames,
     ) -> Self {
-        let client = reqwest::Client::builder()
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let client =
+            Client::builder(TokioExecutor::new()).pool_max_idle_per_host(256).build(connector);
+        let tls = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .tcp_nodelay(true)
             .build()
             .unwrap_or_default();
-        Self { client, service: service.to_string(), max_response_bytes, metrics, names }
+        Self { client, tls, service: service.to_string(), max_response_bytes, metrics, names }
     }
 }
 
@@ -76,78 +90,123 @@ impl Connector for UpstreamConnector {
     type Transport = Upstream;
 
     fn connect(&self, url: &Url) -> Upstream {
-        Upstream { inner: Arc::new((self.clone(), url.clone())) }
+        Upstream {
+            inner: Arc::new(Inner {
+                uri: url.as_str().parse().map_err(|e: hyper::http::uri::InvalidUri| e.to_string()),
+                connector: self.clone(),
+                url: url.clone(),
+                endpoint: self.names.name(url),
+                series: SeriesCache::default(),
+            }),
+        }
     }
 }
 
 /// One route: HTTP POST of the JSON-RPC packet, answer read up to `max_response_bytes`.
 #[derive(Debug, Clone)]
 pub struct Upstream {
-    inner: Arc<(UpstreamConnector, Url)>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    connector: UpstreamConnector,
+    url: Url,
+    uri: Result<hyper::Uri, String>,
+    /// The registry endpoint index when the route was made (or `bootstrap`).
+    endpoint: String,
+    series: SeriesCache,
 }
 
 impl Upstream {
     async fn send(self, request: RequestPacket) -> Result<ResponsePacket, TransportError> {
-        let (connector, url) = &*self.inner;
-        let labels = RouteLabels {
-            service: connector.service.clone(),
-            endpoint: connector.names.name(url),
-            url: url.to_string(),
-            method: request.method_names().next().map_or("other", method_label).to_string(),
-        };
+        let inner = &*self.inner;
+        let method = request.method_names().next().map_or("other", method_label);
+        let series = inner.series.get(method, || {
+            inner.connector.metrics.route_series(&RouteLabels {
+                service: inner.connector.service.clone(),
+                endpoint: inner.endpoint.clone(),
+                url: inner.url.to_string(),
+                method: method.to_string(),
+            })
+        });
         let started = Instant::now();
-        let result = post(connector, url, &request).await;
-        let m = &connector.metrics;
-        m.route_requests.get_or_create(&labels).inc();
-        m.route_latency.get_or_create(&labels).observe(started.elapsed().as_secs_f64());
+        let result = inner.post(&request).await;
+        series.requests.inc();
+        series.latency.observe(started.elapsed().as_secs_f64());
         if result.is_err() {
-            m.route_errors.get_or_create(&labels).inc();
+            series.errors.inc();
         }
         result
     }
 }
 
-async fn post(
-    connector: &UpstreamConnector,
-    url: &Url,
-    request: &RequestPacket,
-) -> Result<ResponsePacket, TransportError> {
-    let body = serde_json::to_vec(request).map_err(TransportError::ser_err)?;
-    let mut resp = connector
-        .client
-        .post(url.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(TransportErrorKind::custom)?;
-    let status = resp.status();
-    let limit = connector.max_response_bytes;
-    if resp.content_length().is_some_and(|len| len > limit as u64) {
-        return Err(too_large(limit));
-    }
-    let mut body = Vec::with_capacity(resp.content_length().map_or(1024, |n| n as usize));
-    while let Some(chunk) = resp.chunk().await.map_err(TransportErrorKind::custom)? {
-        if body.len() + chunk.len() > limit {
-            return Err(too_large(limit));
+impl Inner {
+    async fn post(&self, request: &RequestPacket) -> Result<ResponsePacket, TransportError> {
+        let body = serde_json::to_vec(request).map_err(TransportError::ser_err)?;
+        if self.url.scheme() == "https" {
+            return self.post_tls(body).await;
         }
-        body.extend_from_slice(&chunk);
+        let uri = self.uri.clone().map_err(|e| TransportErrorKind::custom_str(&e))?;
+        let http = Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .map_err(TransportErrorKind::custom)?;
+        let resp = self.connector.client.request(http).await.map_err(TransportErrorKind::custom)?;
+        let status = resp.status();
+        let limit = self.connector.max_response_bytes;
+        let body = match Limited::new(resp.into_body(), limit).collect().await {
+            Ok(body) => body.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Err(TransportErrorKind::custom_str(&format!(
+                    "answer larger than limits.max_response_bytes ({limit} bytes)"
+                )));
+            }
+            Err(e) => return Err(TransportErrorKind::custom_str(&e.to_string())),
+        };
+        let preview = || String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned();
+        if !status.is_success() {
+            return Err(TransportErrorKind::http_error(status.as_u16(), preview()));
+        }
+        serde_json::from_slice(&body).map_err(|err| TransportError::deser_err(err, preview()))
     }
-    if !status.is_success() {
-        return Err(TransportErrorKind::http_error(
-            status.as_u16(),
-            String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned(),
-        ));
-    }
-    serde_json::from_slice(&body).map_err(|err| {
-        TransportError::deser_err(err, String::from_utf8_lossy(&body[..body.len().min(256)]))
-    })
 }
 
-fn too_large(limit: usize) -> TransportError {
-    TransportErrorKind::custom_str(&format!(
-        "answer larger than limits.max_response_bytes ({limit} bytes)"
-    ))
+impl Inner {
+    /// The same over TLS, with reqwest.
+    async fn post_tls(&self, body: Vec<u8>) -> Result<ResponsePacket, TransportError> {
+        let mut resp = self
+            .connector
+            .tls
+            .post(self.url.clone())
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+            .await
+            .map_err(TransportErrorKind::custom)?;
+        let status = resp.status();
+        let limit = self.connector.max_response_bytes;
+        let too_large = || {
+            TransportErrorKind::custom_str(&format!(
+                "answer larger than limits.max_response_bytes ({limit} bytes)"
+            ))
+        };
+        if resp.content_length().is_some_and(|len| len > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(TransportErrorKind::custom)? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let preview = || String::from_utf8_lossy(&body[..body.len().min(256)]).into_owned();
+        if !status.is_success() {
+            return Err(TransportErrorKind::http_error(status.as_u16(), preview()));
+        }
+        serde_json::from_slice(&body).map_err(|err| TransportError::deser_err(err, preview()))
+    }
 }
 
 impl Service<RequestPacket> for Upstream {

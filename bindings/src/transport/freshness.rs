@@ -126,6 +126,21 @@ pub struct Judgement {
     pub heads: HashMap<Url, u64>,
     /// The highest head of a route not judged ahead (what a served head may be trusted up to).
     pub ceiling: Option<u64>,
+    /// The head fresh routes are measured against: the reference, or the head already served
+    /// (up to the ceiling) when higher.
+    pub effective: Option<u64>,
+}
+
+impl Judgement {
+    /// Whether `url` is fresh and not behind the effective head at all (the best routes for a
+    /// read of the head; fresh routes a block or two behind are the fallback).
+    pub fn is_synced(&self, url: &Url) -> bool {
+        self.is_fresh(url)
+            && match (self.heads.get(url), self.effective) {
+                (Some(head), Some(effective)) => *head >= effective,
+                _ => true,
+            }
+    }
 }
 
 impl Judgement {
@@ -149,6 +164,8 @@ impl Judgement {
 #[derive(Debug, Default)]
 pub struct HeadTracker {
     routes: HashMap<Url, RouteHead>,
+    /// Bumped by every change, so a judgement can be reused until something changed.
+    generation: u64,
 }
 
 impl HeadTracker {
@@ -163,6 +180,7 @@ impl HeadTracker {
         sent: Instant,
         now: Instant,
     ) {
+        self.generation += 1;
         let head = self.routes.entry(url.clone()).or_default();
         let undone = head.number.is_some_and(|n| number < n)
             && head.raised_at.is_some_and(|raised| raised > sent);
@@ -187,6 +205,7 @@ impl HeadTracker {
     pub fn observe_answer(&mut self, url: &Url, number: u64, now: Instant) {
         let head = self.routes.entry(url.clone()).or_default();
         if head.number.is_some_and(|n| number > n) {
+            self.generation += 1;
             head.number = Some(number);
             head.advanced_at = Some(now);
             head.raised_at = Some(now);
@@ -197,6 +216,7 @@ impl HeadTracker {
     /// Records that `url` failed its head poll: its head data no longer counts (it takes no
     /// part in the reference and is not read from until it answers again).
     pub fn observe_silence(&mut self, url: &Url) {
+        self.generation += 1;
         if let Some(head) = self.routes.get_mut(url) {
             head.seen_at = None;
         }
@@ -204,7 +224,13 @@ impl HeadTracker {
 
     /// Records the chain id `url` reports.
     pub fn observe_chain(&mut self, url: &Url, chain_id: u64) {
+        self.generation += 1;
         self.routes.entry(url.clone()).or_default().chain_id = Some(chain_id);
+    }
+
+    /// A number that changes whenever anything tracked changed.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     /// Whether the chain id of `url` is known.
@@ -214,6 +240,7 @@ impl HeadTracker {
 
     /// Forgets routes no longer in the set.
     pub fn retain(&mut self, urls: &[Url]) {
+        self.generation += 1;
         self.routes.retain(|url, _| urls.contains(url));
     }
 
@@ -296,6 +323,7 @@ impl HeadTracker {
         let ceiling = numbers.iter().copied().filter(|n| !ahead(*n)).max().unwrap_or(reference);
         judgement.ceiling = Some(ceiling);
         let effective = reference.max(served.unwrap_or(0).min(ceiling));
+        judgement.effective = Some(effective);
 
         for (url, h) in &candidates {
             let number = h.number.unwrap_or(0);
@@ -367,9 +395,11 @@ pub fn block_need(method: &str, params: Option<&serde_json::value::RawValue>) ->
     if index == usize::MAX {
         return BlockNeed::Head;
     }
-    let params: Vec<serde_json::Value> =
+    // Only the one parameter that matters is parsed into a value.
+    let params: Vec<&serde_json::value::RawValue> =
         params.and_then(|p| serde_json::from_str(p.get()).ok()).unwrap_or_default();
-    tag_need(params.get(index))
+    let tag = params.get(index).and_then(|raw| serde_json::from_str(raw.get()).ok());
+    tag_need(tag.as_ref())
 }
 
 fn tag_need(tag: Option<&serde_json::Value>) -> BlockNeed {

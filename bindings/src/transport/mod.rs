@@ -222,6 +222,20 @@ struct Shared<C: Connector> {
     /// Completed head-poll rounds; the poller starts with the first route set or request.
     polls: tokio::sync::watch::Sender<u64>,
     poller: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The last freshness verdict, reused while nothing changed.
+    judged: Mutex<Option<Judged>>,
+}
+
+/// How long an unchanged freshness verdict is reused.
+const JUDGEMENT_REUSE: Duration = Duration::from_millis(50);
+
+/// A cached freshness verdict and what it was computed from.
+struct Judged {
+    generation: u64,
+    served: Option<u64>,
+    at: Instant,
+    urls: Vec<Url>,
+    judgement: Arc<Judgement>,
 }
 
 impl<C: Connector> Drop for Shared<C> {
@@ -285,6 +299,7 @@ impl<C: Connector> FailoverTransport<C> {
                 heads: Arc::default(),
                 polls: tokio::sync::watch::channel(0).0,
                 poller: Mutex::new(None),
+                judged: Mutex::new(None),
             }),
         }
     }
@@ -397,14 +412,30 @@ impl<C: Connector> FailoverTransport<C> {
     }
 
     /// The freshness verdict on `routes` (`None` when head-aware routing is off).
-    fn judge(&self, routes: &[Arc<Route<C::Transport>>], now: Instant) -> Option<Judgement> {
+    fn judge(&self, routes: &[Arc<Route<C::Transport>>], now: Instant) -> Option<Arc<Judgement>> {
         let config = &self.shared.config.freshness;
         if !config.enabled {
             return None;
         }
-        let urls: Vec<Url> = routes.iter().map(|r| r.url.clone()).collect();
+        let served = self.shared.served.get();
         let heads = self.shared.heads.lock().unwrap_or_else(|p| p.into_inner());
-        Some(heads.judge(&urls, config, self.shared.served.get(), now))
+        let generation = heads.generation();
+        // The verdict is reused while nothing changed (same heads, served head and routes) and
+        // it is younger than 50 ms (stalls are measured in time).
+        let mut cache = self.shared.judged.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(cached) = cache.as_ref()
+            && cached.generation == generation
+            && cached.served == served
+            && now.duration_since(cached.at) < JUDGEMENT_REUSE
+            && cached.urls.len() == routes.len()
+            && routes.iter().all(|r| cached.urls.contains(&r.url))
+        {
+            return Some(cached.judgement.clone());
+        }
+        let urls: Vec<Url> = routes.iter().map(|r| r.url.clone()).collect();
+        let judgement = Arc::new(heads.judge(&urls, config, served, now));
+        *cache = Some(Judged { generation, served, at: now, urls, judgement: judgement.clone() });
+        Some(judgement)
     }
 
     /// Starts the head poller (once), in the caller's runtime.
@@ -474,8 +505,12 @@ impl<C: Connector> FailoverTransport<C> {
             BlockNeed::Head => judgement.is_fresh(&route.url),
             BlockNeed::AtLeast(n) => judgement.has_block(&route.url, n),
         };
-        let (ok, skipped): (Vec<_>, Vec<_>) = routes.into_iter().partition(|r| allowed(r));
+        let (mut ok, skipped): (Vec<_>, Vec<_>) = routes.into_iter().partition(|r| allowed(r));
         if !ok.is_empty() {
+            if need == BlockNeed::Head {
+                // Routes at the head first (in rank order), those a block or two behind after.
+                ok.sort_by_key(|r| !judgement.is_synced(&r.url));
+            }
             return Ok(ok);
         }
         if config.allow_stale {
