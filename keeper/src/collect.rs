@@ -71,15 +71,20 @@ impl JsonRpcRound<'_> {
 
         let mut findings: Vec<(u16, Finding, Option<u64>, Option<Head>)> = heads
             .into_iter()
-            .map(|(index, latency, head)| match (head, corroborated) {
-                (Err(failure), _) => (index, Finding::Probe(failure), None, None),
-                (Ok(head), Some(c)) => {
-                    let finding = judge::judge_head(self.judge, self.chain_id, c, &head, now);
-                    (index, finding, Some(latency.as_millis() as u64), Some(head))
-                }
-                (Ok(head), None) => {
-                    (index, Finding::Ok, Some(latency.as_millis() as u64), Some(head))
-                }
+            .map(|(index, latency, head)| {
+                let head = match head {
+                    Err(failure) => return (index, Finding::Probe(failure), None, None),
+                    Ok(head) => head,
+                };
+                let ms = Some(latency.as_millis() as u64);
+                // The chain check stands on its own: when no endpoint serves the expected chain
+                // there is no corroborated head, and every one of them is still on the wrong
+                // chain.
+                let finding = match corroborated {
+                    Some(c) => judge::judge_head(self.judge, self.chain_id, c, &head, now),
+                    None => judge::judge_chain(self.chain_id, head.chain_id),
+                };
+                (index, finding, ms, Some(head))
             })
             .collect();
 

@@ -73,6 +73,11 @@ pub struct RegistryConfig {
     pub rpc_urls: Vec<String>,
     /// The RouteRegistry address.
     pub address: Address,
+    /// The chain the registry is deployed on, and so the chain id attestations are signed for.
+    /// Optional: without it, the chain on which most `rpc_urls` hold the registry (a tie stops
+    /// the keeper). URLs on another chain are dropped at startup with an error naming them.
+    #[serde(default)]
+    pub chain_id: Option<u64>,
 }
 
 /// `[signer]`: exactly one source. Keys never come from the command line.
@@ -195,8 +200,14 @@ pub struct SubmitConfig {
     pub receipt_timeout_secs: u64,
     /// Fee increase per bump, percent (default 25).
     pub fee_bump_pct: u64,
-    /// Attempts per submission before giving up until the next round (default 4).
+    /// Sends per submission (the first, then fee-bumped replacements at the same nonce) before
+    /// giving up until the next round (default 4). `receipt_timeout_secs x max_attempts` must be
+    /// below `deadline_secs`: every send happens while the attestation is valid.
     pub max_attempts: u32,
+    /// Highest fee per gas the keeper ever offers, gwei (default 500).
+    pub max_fee_gwei: u64,
+    /// Highest priority fee (tip) per gas the keeper ever offers, gwei (default 50).
+    pub max_priority_fee_gwei: u64,
 }
 
 impl Default for SubmitConfig {
@@ -207,6 +218,8 @@ impl Default for SubmitConfig {
             receipt_timeout_secs: 12,
             fee_bump_pct: 25,
             max_attempts: 4,
+            max_fee_gwei: 500,
+            max_priority_fee_gwei: 50,
         }
     }
 }
@@ -301,6 +314,29 @@ impl KeeperConfig {
         if let Some(s) = self.services.iter().find(|s| s.name.is_empty()) {
             return invalid("service.name", &format!("{:?}", s.name), "must not be empty");
         }
+        for (i, s) in self.services.iter().enumerate() {
+            if self.services[..i].iter().any(|other| other.name == s.name) {
+                return invalid(
+                    "service.name",
+                    &format!("{:?}", s.name),
+                    "appears in two [[service]] sections; each service once",
+                );
+            }
+        }
+        if self.registry.chain_id == Some(0) {
+            return invalid(
+                "registry.chain_id",
+                &0,
+                "must be a chain id (omit it to use the majority of rpc_urls)",
+            );
+        }
+        if let (Some(_), Some(_)) = (&self.signer.password_file, &self.signer.password_env) {
+            return invalid(
+                "signer.password_env",
+                &format!("{:?}", self.signer.password_env.as_deref().unwrap_or_default()),
+                "set either password_file or password_env, not both",
+            );
+        }
         let p = &self.probe;
         if p.interval_ms < 50 {
             return invalid("probe.interval_ms", &p.interval_ms, "must be at least 50");
@@ -345,6 +381,33 @@ impl KeeperConfig {
         if s.max_attempts == 0 {
             return invalid("submit.max_attempts", &0, "must be at least 1");
         }
+        if s.receipt_timeout_secs == 0 {
+            return invalid("submit.receipt_timeout_secs", &0, "must be at least 1");
+        }
+        if s.receipt_timeout_secs.saturating_mul(u64::from(s.max_attempts)) >= s.deadline_secs {
+            return invalid(
+                "submit.receipt_timeout_secs",
+                &s.receipt_timeout_secs,
+                "x submit.max_attempts must be below submit.deadline_secs (every send must happen while the attestation is valid)",
+            );
+        }
+        if s.fee_bump_pct < 10 {
+            return invalid(
+                "submit.fee_bump_pct",
+                &s.fee_bump_pct,
+                "must be at least 10 (nodes refuse replacements that pay less than 10% more)",
+            );
+        }
+        if s.max_fee_gwei == 0 {
+            return invalid("submit.max_fee_gwei", &0, "must be at least 1");
+        }
+        if s.max_priority_fee_gwei > s.max_fee_gwei {
+            return invalid(
+                "submit.max_priority_fee_gwei",
+                &s.max_priority_fee_gwei,
+                "must not exceed submit.max_fee_gwei",
+            );
+        }
         Ok(())
     }
 }
@@ -383,6 +446,40 @@ mod tests {
         let text = format!("{MINIMAL}\n[probe]\ninterval_ms = 10\n");
         let err = KeeperConfig::parse(&text).expect_err("rejected").to_string();
         assert_eq!(err, "probe.interval_ms = 10: must be at least 50");
+    }
+
+    #[test]
+    fn duplicate_services_and_two_password_sources_are_refused() {
+        let text = format!("{MINIMAL}\n[[service]]\nname = \"eth-devnet/rpc\"\n");
+        let err = KeeperConfig::parse(&text).expect_err("rejected").to_string();
+        assert_eq!(
+            err,
+            "service.name = \"eth-devnet/rpc\": appears in two [[service]] sections; each service once"
+        );
+        let text = format!(
+            "{MINIMAL}\n[signer]\nkeystore = \"k.json\"\npassword_file = \"p\"\npassword_env = \"P\"\n"
+        );
+        let err = KeeperConfig::parse(&text).expect_err("rejected").to_string();
+        assert!(err.contains("either password_file or password_env, not both"), "{err}");
+    }
+
+    #[test]
+    fn every_send_must_fit_in_the_attestation_deadline() {
+        let text = format!(
+            "{MINIMAL}\n[submit]\nreceipt_timeout_secs = 15\nmax_attempts = 4\ndeadline_secs = 60\n"
+        );
+        let err = KeeperConfig::parse(&text).expect_err("rejected").to_string();
+        assert!(
+            err.starts_with("submit.receipt_timeout_secs = 15: x submit.max_attempts"),
+            "{err}"
+        );
+        let ok = format!(
+            "{MINIMAL}\n[submit]\nreceipt_timeout_secs = 14\nmax_attempts = 4\ndeadline_secs = 60\n"
+        );
+        KeeperConfig::parse(&ok).expect("56 < 60");
+        let c = KeeperConfig::parse(MINIMAL).expect("valid");
+        assert_eq!((c.submit.max_fee_gwei, c.submit.max_priority_fee_gwei), (500, 50));
+        assert_eq!(c.registry.chain_id, None);
     }
 
     #[test]

@@ -1,27 +1,39 @@
 //! The keeper pipeline, one round per probe interval for every service:
 //!
 //! ```text
-//!  refresh (registry: endpoints, epoch, my votes; when stale)
+//!  refresh (registry, one block: endpoints, epoch, my keeper state; when stale or the epoch moved)
 //!    -> collect (probe every endpoint, bounded concurrency)
-//!    -> judge   (corroborated head, divergence, state proof, hysteresis)
+//!    -> judge   (chain id, corroborated head, divergence, state proof, hysteresis)
 //!    -> attest  (votes that differ from mine on chain, or a heartbeat) -> submit
 //! ```
+//!
+//! The registry being unreachable never stops collect and judge: the round probes the endpoints
+//! it last read and skips only the attest step (`lifeline_registry_reachable` 0, a warning that
+//! backs off). A key that is not (yet) in the keeper set probes and judges too, and attests
+//! once the registry lists it (re-checked with backoff; `lifeline_keeper_in_set`).
+//!
+//! Startup refuses, with one message, what no retry can fix: registry RPC URLs that do not
+//! serve the registry's chain, no contract at the registry address, a service not registered.
 
 use std::{
     collections::HashMap,
-    sync::Arc,
+    sync::{Arc, Mutex},
     time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use alloy::{
+    eips::BlockId,
     primitives::{Address, B256},
-    providers::DynProvider,
+    providers::{DynProvider, Provider},
     transports::http::reqwest::Url,
 };
-use futures_util::future::join_all;
-use lifeline_bindings::{RegistryClient, Verdict as WireVerdict, client::Status, service_id};
+use futures_util::future::{join_all, try_join_all};
+use lifeline_bindings::{
+    RegistryClient, Verdict as WireVerdict, client::Status,
+    registry::RouteRegistry::RouteRegistryErrors, service_id,
+};
 use tokio::sync::{Semaphore, watch};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::{
     collect::{JsonRpcRound, Observed},
@@ -30,8 +42,17 @@ use crate::{
     judge::{Finding, Tracker, Verdict},
     metrics::Metrics,
     probe::Prober,
-    submit::{Submitted, Submitter},
+    rpc::RegistryRpc,
+    startup::StartupError,
+    submit::{SubmitError, Submitted, Submitter},
 };
+
+/// First and longest pause between warnings while the registry is unreachable.
+const WARN_FIRST: Duration = Duration::from_secs(5);
+const WARN_MAX: Duration = Duration::from_secs(300);
+/// First and longest pause between keeper-set checks while the key is not in the set.
+const MEMBERSHIP_FIRST: Duration = Duration::from_secs(1);
+const MEMBERSHIP_MAX: Duration = Duration::from_secs(60);
 
 /// One endpoint as the keeper knows it.
 #[derive(Debug, Clone)]
@@ -40,6 +61,9 @@ struct Endpoint {
     url: Url,
     chain: OnChain,
 }
+
+/// A submission running beside the rounds.
+type Inflight = tokio::task::JoinHandle<(&'static str, Result<Submitted, SubmitError>)>;
 
 /// What the keeper tracks per service.
 #[derive(Debug)]
@@ -55,9 +79,7 @@ struct ServiceWatch {
     /// the next submission fails and clears `refreshed`).
     keeper_bit: u32,
     last_submission: Option<Instant>,
-    inflight: Option<
-        tokio::task::JoinHandle<(&'static str, Result<Submitted, crate::submit::SubmitError>)>,
-    >,
+    inflight: Option<Inflight>,
 }
 
 /// The running keeper.
@@ -76,25 +98,94 @@ struct Pipeline {
     client: RegistryClient<DynProvider>,
     metrics: Metrics,
     limit: Arc<Semaphore>,
+    registry: Mutex<Reachability>,
+    membership: Mutex<Membership>,
+}
+
+/// Whether the registry RPC answers, and when to warn next while it does not.
+#[derive(Debug)]
+struct Reachability {
+    down_since: Option<Instant>,
+    next_warn: Instant,
+    warn_every: Duration,
+}
+
+/// Whether this keeper's key is in the keeper set, and when to look again while it is not.
+#[derive(Debug)]
+struct Membership {
+    in_set: bool,
+    next_check: Instant,
+    check_every: Duration,
+}
+
+/// One service's registry state, read at one block.
+#[derive(Debug)]
+struct Snapshot {
+    block: u64,
+    chain_id: u64,
+    epoch: u32,
+    keeper: Option<u32>,
+    endpoints: Vec<Endpoint>,
 }
 
 impl Engine {
-    /// Wires the pipeline: the submitter (and reads) over `config.registry.rpc_urls`.
+    /// Wires the pipeline: the registry RPC pinned to the registry's chain (see [`RegistryRpc`]),
+    /// the submitter, and a first read of every configured service and of the keeper set.
     pub async fn new(
         config: KeeperConfig,
         signer: alloy::signers::local::PrivateKeySigner,
         metrics: Metrics,
-    ) -> eyre::Result<Self> {
+    ) -> Result<Self, StartupError> {
+        let address = config.registry.address;
         let urls = config
             .registry
             .rpc_urls
             .iter()
-            .map(|u| u.parse::<Url>())
+            .map(|u| {
+                u.parse::<Url>()
+                    .map_err(|_| StartupError::NoRegistryRpc(format!("{u} (not a URL)")))
+            })
             .collect::<Result<Vec<_>, _>>()?;
-        let submitter =
-            Submitter::connect(&urls, config.registry.address, signer, config.submit.clone())
-                .await?;
+        let rpc = RegistryRpc::connect(&urls, address, config.registry.chain_id).await?;
+        let chain_id = rpc.chain_id();
+        let submitter = Submitter::new(&rpc, address, signer, config.submit.clone());
         let client = submitter.client();
+        let me = submitter.address();
+
+        // Every configured service must exist: a typo never becomes a warning per round.
+        for s in &config.services {
+            match client.contract().service(service_id(&s.name)).call().await {
+                Ok(_) => {}
+                Err(e) => {
+                    let e = lifeline_bindings::Error::from(e);
+                    return Err(match e.revert() {
+                        Some(RouteRegistryErrors::UnknownService(_)) => {
+                            StartupError::UnknownService { name: s.name.clone(), address, chain_id }
+                        }
+                        _ => StartupError::Registry { address, reason: e.to_string() },
+                    });
+                }
+            }
+        }
+        let keeper = client
+            .contract()
+            .keeperState(me)
+            .call()
+            .await
+            .map_err(|e| StartupError::Registry { address, reason: e.to_string() })?;
+        metrics.keeper_in_set.set(i64::from(keeper.active));
+        metrics.registry_reachable.set(1);
+        metrics.registry_last_success.set(unix_now() as i64);
+        if !keeper.active {
+            warn!(
+                target: "keeper",
+                keeper = %me,
+                registry = %address,
+                "this key is not in the registry's keeper set (yet): probing and judging, not attesting; re-checking with backoff (up to every {}s)",
+                MEMBERSHIP_MAX.as_secs()
+            );
+        }
+
         let services = config
             .services
             .iter()
@@ -111,6 +202,7 @@ impl Engine {
                 inflight: None,
             })
             .collect();
+        let now = Instant::now();
         let pipeline = Pipeline {
             prober: Prober::new(config.probe.timeout(), config.probe.max_response_bytes),
             limit: Arc::new(Semaphore::new(config.probe.max_concurrency)),
@@ -118,6 +210,16 @@ impl Engine {
             submitter,
             client,
             metrics,
+            registry: Mutex::new(Reachability {
+                down_since: None,
+                next_warn: now,
+                warn_every: WARN_FIRST,
+            }),
+            membership: Mutex::new(Membership {
+                in_set: keeper.active,
+                next_check: now + MEMBERSHIP_FIRST,
+                check_every: MEMBERSHIP_FIRST,
+            }),
         };
         Ok(Self { pipeline, services })
     }
@@ -127,11 +229,17 @@ impl Engine {
         self.pipeline.submitter.address()
     }
 
+    /// The chain id attestations are signed for (the registry's, agreed at startup).
+    pub fn chain_id(&self) -> u64 {
+        self.pipeline.submitter.chain_id()
+    }
+
     /// Runs rounds until `shutdown` turns true; a round in progress finishes first.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> eyre::Result<()> {
         info!(
             target: "keeper",
             keeper = %self.address(),
+            chain_id = self.chain_id(),
             services = self.services.len(),
             interval_ms = self.pipeline.config.probe.interval_ms,
             "keeper started"
@@ -140,13 +248,9 @@ impl Engine {
         let pipeline = &self.pipeline;
         loop {
             let started = Instant::now();
+            pipeline.check_membership().await;
             // Services' rounds run concurrently; submissions are serialised in the submitter.
-            join_all(self.services.iter_mut().map(|service| async move {
-                if let Err(e) = pipeline.round(service).await {
-                    warn!(target: "keeper", service = %service.config.name, error = %e, "round failed");
-                }
-            }))
-            .await;
+            join_all(self.services.iter_mut().map(|service| pipeline.round(service))).await;
             round += 1;
             let interval = pipeline.config.probe.interval();
             let jitter = jitter(interval, pipeline.config.probe.jitter_pct, round);
@@ -169,38 +273,37 @@ impl Engine {
 }
 
 impl Pipeline {
-    /// One pass of the pipeline for one service.
-    async fn round(&self, service: &mut ServiceWatch) -> eyre::Result<()> {
+    /// One pass of the pipeline for one service. Registry trouble skips only the attest step.
+    async fn round(&self, service: &mut ServiceWatch) {
         // Settle the last submission first, so the refresh below sees its votes.
         let can_attest = self.settle(service).await;
-        let refresh_every = Duration::from_secs(self.config.probe.refresh_secs);
-        let stale = service.refreshed.is_none_or(|t| t.elapsed() >= refresh_every);
-        let epoch_now = self.client.service(service.id).await?.epoch;
-        if stale || epoch_now != service.epoch {
-            self.refresh(service).await?;
+        if service.keeper_bit == 0 && self.in_set() {
+            // Joined the keeper set since the last read: read my bit with everything else.
+            service.refreshed = None;
+        }
+        let synced = self.sync(service).await;
+        match &synced {
+            Ok(()) => self.registry_answered(),
+            Err(e) => self.registry_failed(e),
         }
 
-        // Collect + judge.
+        // Collect + judge, on the endpoints last read (even while the registry is down).
         let now = unix_now();
         let findings = self.collect_and_judge(service, now).await;
-        let judge_config = self.config.judge.clone();
+        let judge_config = &self.config.judge;
+        let name = &service.config.name;
         let mut counts = [0u32; 3];
         let mut verdicts = Vec::new();
         for Observed { index, finding, latency_ms, head_lag } in findings {
-            let label = finding.label();
             let tracker = service.trackers.entry(index).or_default();
             let before = tracker.verdict();
-            let verdict = tracker.record(&judge_config, finding.clone(), latency_ms);
+            let verdict = tracker.record(judge_config, finding.clone(), latency_ms);
             tracker.head_lag = head_lag;
-            self.metrics.add(
-                "lifeline_probes_total",
-                format!("service=\"{}\",finding=\"{label}\"", service.config.name),
-                1.0,
-            );
+            self.metrics.probe(name, finding.label());
             if verdict != before {
                 info!(
                     target: "keeper::judge",
-                    service = %service.config.name,
+                    service = %name,
                     endpoint = index,
                     ?verdict,
                     finding = ?finding,
@@ -214,18 +317,15 @@ impl Pipeline {
             }] += 1;
             verdicts.push((index, verdict, tracker.median_latency_ms(), tracker.head_lag));
         }
-        for (label, n) in ["healthy", "unhealthy", "unknown"].iter().zip(counts) {
-            self.metrics.set(
-                "lifeline_verdicts",
-                format!("service=\"{}\",verdict=\"{label}\"", service.config.name),
-                f64::from(n),
-            );
+        for (label, n) in ["healthy", "unhealthy", "unknown"].into_iter().zip(counts) {
+            self.metrics.set_verdicts(name, label, n);
         }
 
         // Attest: only votes that differ from mine on chain, else a heartbeat when due; one
-        // submission in flight per service.
-        if !can_attest {
-            return Ok(());
+        // submission in flight per service; never while the registry is unreachable or the key
+        // is not in the keeper set.
+        if synced.is_err() || !can_attest || !self.in_set() {
+            return;
         }
         let bit = service.keeper_bit;
         let mut wire = Vec::new();
@@ -246,16 +346,91 @@ impl Pipeline {
             .last_submission
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(self.config.submit.heartbeat_secs));
         if wire.is_empty() && !heartbeat_due {
-            return Ok(());
+            return;
         }
         let kind = if wire.is_empty() { "heartbeat" } else { "votes" };
-        let (id, name) = (service.id, service.config.name.clone());
+        let id = service.id;
         debug!(target: "keeper::attest", service = %name, kind, votes = wire.len(), "submitting");
         // The submission runs beside the probes: a slow chain never delays the next round.
         let submitter = self.submitter.clone();
         service.inflight =
             Some(tokio::spawn(async move { (kind, submitter.submit(id, wire).await) }));
+    }
+
+    /// Reads the epoch, and the whole service at one block when stale or the epoch moved.
+    async fn sync(&self, service: &mut ServiceWatch) -> Result<(), lifeline_bindings::Error> {
+        let refresh_every = Duration::from_secs(self.config.probe.refresh_secs);
+        let stale = service.refreshed.is_none_or(|t| t.elapsed() >= refresh_every);
+        if !stale {
+            let epoch_now = self.client.contract().service(service.id).call().await?.epoch;
+            if epoch_now == service.epoch {
+                return Ok(());
+            }
+        }
+        let snapshot = self.snapshot(service).await?;
+        debug!(target: "keeper::refresh", service = %service.config.name, block = snapshot.block, epoch = snapshot.epoch, "registry read");
+        service.chain_id = snapshot.chain_id;
+        service.epoch = snapshot.epoch;
+        service.endpoints = snapshot.endpoints;
+        self.metrics.set_epoch(&service.config.name, snapshot.epoch);
+        match snapshot.keeper {
+            Some(bit) => {
+                service.keeper_bit = bit;
+                self.set_in_set(true);
+            }
+            None => self.set_in_set(false),
+        }
+        service.refreshed = Some(Instant::now());
         Ok(())
+    }
+
+    /// The service's config, epoch, endpoints and this keeper's state, all at one block.
+    async fn snapshot(&self, service: &ServiceWatch) -> Result<Snapshot, lifeline_bindings::Error> {
+        let contract = self.client.contract();
+        let block = contract.provider().get_block_number().await?;
+        let at = BlockId::number(block);
+        let id = service.id;
+        let view_call = contract.service(id).block(at);
+        let keeper_call = contract.keeperState(self.submitter.address()).block(at);
+        let (view, keeper) = tokio::try_join!(view_call.call(), keeper_call.call())?;
+        let reads = (0..view.endpointCount).map(|i| {
+            let call = contract.endpoint(id, i).block(at);
+            async move { call.call().await.map(|e| (i, e)) }
+        });
+        let views = try_join_all(reads).await?;
+        let name = &service.config.name;
+        let mut endpoints = Vec::with_capacity(views.len());
+        for (index, e) in views {
+            let Some(status) = status(e.status) else {
+                error!(target: "keeper::refresh", service = %name, endpoint = index, status = e.status, "unknown on-chain endpoint status; endpoint skipped (are the bindings older than the registry?)");
+                continue;
+            };
+            if status == Status::Retired {
+                continue;
+            }
+            let Ok(url) = e.url.parse::<Url>() else {
+                warn!(target: "keeper::refresh", service = %name, endpoint = index, url = %e.url, "endpoint URL does not parse; not probed");
+                continue;
+            };
+            endpoints.push(Endpoint {
+                index,
+                url,
+                chain: OnChain {
+                    status,
+                    ready: e.ready,
+                    cooldown_until: e.cooldownUntil,
+                    down_votes: e.downVotes,
+                    up_votes: e.upVotes,
+                },
+            });
+        }
+        Ok(Snapshot {
+            block,
+            chain_id: view.config.chainId,
+            epoch: view.epoch,
+            keeper: keeper.active.then(|| 1u32 << keeper.index),
+            endpoints,
+        })
     }
 
     /// Takes the outcome of the service's last submission, if it finished. Returns false while
@@ -273,25 +448,28 @@ impl Pipeline {
         match handle.await {
             Ok((kind, Ok(Submitted::Accepted { gas_used, .. }))) => {
                 service.last_submission = Some(Instant::now());
-                self.metrics.add(
-                    "lifeline_submissions_total",
-                    format!("result=\"accepted\",kind=\"{kind}\""),
-                    1.0,
-                );
-                self.metrics.add("lifeline_gas_used_total", String::new(), gas_used as f64);
+                self.metrics.submission("accepted", kind);
+                self.metrics.gas_used.inc_by(gas_used);
             }
-            Ok((_, Ok(Submitted::Superseded(reason)))) => {
+            Ok((kind, Ok(Submitted::Landed { .. }))) => {
+                service.last_submission = Some(Instant::now());
+                self.metrics.submission("accepted", kind);
+            }
+            Ok((kind, Ok(Submitted::Superseded(reason)))) => {
                 info!(target: "keeper::attest", service = %name, %reason, "superseded; re-judging next round");
-                self.metrics.add("lifeline_submissions_total", "result=\"superseded\"".into(), 1.0);
+                self.metrics.submission("superseded", kind);
             }
-            Ok((_, Err(e))) => {
-                warn!(target: "keeper::attest", service = %name, error = %e, "submission failed");
-                self.metrics.add("lifeline_submissions_total", "result=\"failed\"".into(), 1.0);
-                self.metrics.add(
-                    "lifeline_submission_failures_total",
-                    format!("reason=\"{}\"", short(&e.to_string())),
-                    1.0,
-                );
+            Ok((kind, Err(e))) => {
+                self.metrics.submission("failed", kind);
+                self.metrics
+                    .submission_failures
+                    .get_or_create(&crate::metrics::FailureLabels { reason: e.label() })
+                    .inc();
+                if let SubmitError::NotAKeeper(_) = e {
+                    self.set_in_set(false);
+                } else {
+                    warn!(target: "keeper::attest", service = %name, error = %e, "submission failed");
+                }
             }
             Err(e) => {
                 warn!(target: "keeper::attest", service = %name, error = %e, "submission task ended abnormally")
@@ -300,39 +478,87 @@ impl Pipeline {
         true
     }
 
-    /// Reads the service's endpoints, chain id, epoch and the on-chain votes.
-    async fn refresh(&self, service: &mut ServiceWatch) -> eyre::Result<()> {
-        let id = service.id;
-        let view = self.client.service(id).await?;
-        let endpoints = self.client.endpoints(id).await?;
-        service.keeper_bit = self.submitter.keeper_bit().await?;
-        service.chain_id = view.config.chainId;
-        service.epoch = view.epoch;
-        self.metrics.set(
-            "lifeline_onchain_epoch",
-            format!("service=\"{}\"", service.config.name),
-            f64::from(view.epoch),
+    fn registry_answered(&self) {
+        let mut r = lock(&self.registry);
+        if let Some(since) = r.down_since.take() {
+            info!(target: "keeper", down_secs = since.elapsed().as_secs(), "registry RPC reachable again; attesting resumes");
+            // The next outage is warned about at once.
+            r.next_warn = Instant::now();
+            r.warn_every = WARN_FIRST;
+        }
+        self.metrics.registry_reachable.set(1);
+        self.metrics.registry_last_success.set(unix_now() as i64);
+    }
+
+    /// Records a failed registry read; warns at once, then ever less often while it lasts.
+    fn registry_failed(&self, e: &lifeline_bindings::Error) {
+        let mut r = lock(&self.registry);
+        let now = Instant::now();
+        self.metrics.registry_reachable.set(0);
+        let since = *r.down_since.get_or_insert(now);
+        if now < r.next_warn {
+            debug!(target: "keeper", error = %e, "registry RPC still unreachable");
+            return;
+        }
+        warn!(
+            target: "keeper",
+            error = %e,
+            down_secs = now.duration_since(since).as_secs(),
+            "registry RPC unreachable: probing and judging continue, attesting waits (next warning in {}s)",
+            r.warn_every.as_secs()
         );
-        service.endpoints = endpoints
-            .into_iter()
-            .filter(|e| e.status != Status::Retired)
-            .filter_map(|e| {
-                let url = e.url.parse::<Url>().ok()?;
-                Some(Endpoint {
-                    index: e.id,
-                    url,
-                    chain: OnChain {
-                        status: e.status,
-                        ready: e.ready,
-                        cooldown_until: e.cooldown_until,
-                        down_votes: e.down_votes,
-                        up_votes: e.up_votes,
-                    },
-                })
-            })
-            .collect();
-        service.refreshed = Some(Instant::now());
-        Ok(())
+        r.next_warn = now + r.warn_every;
+        r.warn_every = (r.warn_every * 2).min(WARN_MAX);
+    }
+
+    fn in_set(&self) -> bool {
+        lock(&self.membership).in_set
+    }
+
+    fn set_in_set(&self, in_set: bool) {
+        let mut m = lock(&self.membership);
+        self.metrics.keeper_in_set.set(i64::from(in_set));
+        if m.in_set == in_set {
+            return;
+        }
+        m.in_set = in_set;
+        m.check_every = MEMBERSHIP_FIRST;
+        m.next_check = Instant::now() + MEMBERSHIP_FIRST;
+        let keeper = self.submitter.address();
+        if in_set {
+            info!(target: "keeper", %keeper, "this key is in the registry's keeper set: attesting");
+        } else {
+            warn!(target: "keeper", %keeper, "this key is no longer in the registry's keeper set: probing and judging, not attesting; re-checking with backoff");
+        }
+    }
+
+    /// While the key is not in the keeper set, looks again when due (1 s, 2 s, ... 60 s).
+    async fn check_membership(&self) {
+        {
+            let m = lock(&self.membership);
+            if m.in_set || Instant::now() < m.next_check {
+                return;
+            }
+        }
+        let me = self.submitter.address();
+        match self.client.contract().keeperState(me).call().await {
+            Ok(state) if state.active => {
+                // Votes and bits change with the set: read everything again.
+                self.set_in_set(true);
+            }
+            Ok(_) => {
+                let mut m = lock(&self.membership);
+                m.next_check = Instant::now() + m.check_every;
+                m.check_every = (m.check_every * 2).min(MEMBERSHIP_MAX);
+                debug!(target: "keeper", keeper = %me, next_secs = m.check_every.as_secs(), "not in the keeper set yet");
+            }
+            Err(e) => {
+                let mut m = lock(&self.membership);
+                m.next_check = Instant::now() + m.check_every;
+                drop(m);
+                self.registry_failed(&e.into());
+            }
+        }
     }
 
     /// Probes every endpoint of `service` and judges each one for this round.
@@ -376,6 +602,22 @@ impl Pipeline {
     }
 }
 
+/// The contract's `EndpointStatus`; `None` for a value these bindings do not know (never
+/// guessed as standby).
+fn status(raw: u8) -> Option<Status> {
+    match raw {
+        1 => Some(Status::Standby),
+        2 => Some(Status::Active),
+        3 => Some(Status::Demoted),
+        4 => Some(Status::Retired),
+        _ => None,
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
@@ -390,6 +632,15 @@ fn jitter(interval: Duration, pct: u8, round: u64) -> Duration {
     Duration::from_millis(seed % span)
 }
 
-fn short(text: &str) -> String {
-    text.chars().take(40).filter(|c| c.is_ascii_alphanumeric() || *c == ' ').collect()
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_statuses_are_not_standby() {
+        assert_eq!(status(1), Some(Status::Standby));
+        assert_eq!(status(4), Some(Status::Retired));
+        assert_eq!(status(0), None, "a slot not in use");
+        assert_eq!(status(9), None, "a status newer than these bindings");
+    }
 }

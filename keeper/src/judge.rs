@@ -97,7 +97,17 @@ pub fn majority<T: Copy + Eq + std::hash::Hash>(values: &[T]) -> Option<T> {
     counts.into_iter().find(|(_, n)| *n * 2 > values.len()).map(|(v, _)| v)
 }
 
-/// Head-based findings for one endpoint, given the corroborated head.
+/// The chain check, for every endpoint on its own (it needs no other endpoint to corroborate
+/// anything): [`Finding::WrongChain`] when the endpoint reports another chain than the service's.
+/// An expected chain id of 0 (a service registered without one, e.g. non-EVM) checks nothing.
+pub fn judge_chain(expected_chain_id: u64, reported: u64) -> Finding {
+    if expected_chain_id != 0 && reported != expected_chain_id {
+        return Finding::WrongChain { reported };
+    }
+    Finding::Ok
+}
+
+/// Head-based findings for one endpoint, given the corroborated head (the chain check first).
 pub fn judge_head(
     config: &JudgeConfig,
     expected_chain_id: u64,
@@ -105,8 +115,9 @@ pub fn judge_head(
     head: &crate::probe::Head,
     now: u64,
 ) -> Finding {
-    if expected_chain_id != 0 && head.chain_id != expected_chain_id {
-        return Finding::WrongChain { reported: head.chain_id };
+    let chain = judge_chain(expected_chain_id, head.chain_id);
+    if !chain.is_ok() {
+        return chain;
     }
     if head.number + config.max_lag_blocks < corroborated {
         return Finding::Lagging { blocks: corroborated - head.number };
@@ -258,6 +269,13 @@ mod tests {
         let wrong = Head { chain_id: 5, ..head(100, 50) };
         assert_eq!(judge_head(&config, 1, 100, &wrong, 50), Finding::WrongChain { reported: 5 });
         assert_eq!(judge_head(&config, 0, 100, &wrong, 50), Finding::Ok, "chain id 0: not checked");
+    }
+
+    #[test]
+    fn chain_is_checked_without_a_corroborated_head() {
+        assert_eq!(judge_chain(1, 31337), Finding::WrongChain { reported: 31337 });
+        assert_eq!(judge_chain(31337, 31337), Finding::Ok);
+        assert_eq!(judge_chain(0, 31337), Finding::Ok, "chain id 0: not checked");
     }
 
     #[test]

@@ -5,20 +5,22 @@
 //!
 //! ```text
 //!             +--------------------- engine (one round per probe interval per service) -------+
-//!  registry --+-> refresh: endpoints, epoch, my votes                                           |
+//!  registry --+-> refresh (one block): endpoints, epoch, my votes (down: only attest waits)     |
 //!             |      |                                                                          |
 //!  endpoints <+-- collect (probe, collect): head / block / proof, bounded, timed, size-capped    |
 //!             |      |                                                                          |
-//!             |   judge (judge, proof): corroborated head, divergence, state proof, hysteresis  |
+//!             |   judge (judge, proof): chain id, corroborated head, divergence, hysteresis     |
 //!             |      |                                                                          |
 //!             |   attest (decide): votes that differ from mine on chain, or a heartbeat         |
 //!             |      |                                                                          |
-//!  registry <-+-- submit (submit): EIP-712 sign, simulate, send, bump fees, failover RPC        |
+//!  registry <-+-- submit (submit): sign, simulate, send, watch every hash, capped fee bumps     |
 //!             +---------------------------------------------------------------------------------+
 //! ```
 //!
-//! Operating: [`config`] (TOML, every default documented), [`signer`] (keystore or environment,
-//! never the command line), [`metrics`] (Prometheus).
+//! The registry chain: [`rpc`] (every `registry.rpc_urls` entry pinned to the registry's chain,
+//! failover, transactions to every URL). Operating: [`config`] (TOML, every default documented),
+//! [`startup`] (what stops the keeper at startup, said once), [`signer`] (keystore or
+//! environment, never the command line), [`metrics`] (Prometheus, `prometheus-client`).
 
 pub mod collect;
 pub mod config;
@@ -28,5 +30,7 @@ pub mod judge;
 pub mod metrics;
 pub mod probe;
 pub mod proof;
+pub mod rpc;
 pub mod signer;
+pub mod startup;
 pub mod submit;

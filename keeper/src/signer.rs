@@ -19,6 +19,17 @@ pub enum SignerError {
     /// A keystore without a password source.
     #[error("[signer] keystore is set but neither password_file nor password_env is")]
     NoPassword,
+    /// Both password sources are set: which one is meant is ambiguous.
+    #[error("[signer] set either password_file or password_env, not both")]
+    TwoPasswords,
+    /// The keystore did not decrypt with the password given.
+    #[error("decrypting keystore {path}: wrong password (from {source_name})")]
+    WrongPassword {
+        /// The keystore file.
+        path: String,
+        /// File path or variable name the password came from.
+        source_name: String,
+    },
     /// The password source could not be read.
     #[error("reading the keystore password from {source_name}: {reason}")]
     Password {
@@ -40,6 +51,14 @@ pub enum SignerError {
 /// Loads the key described by `config`.
 pub fn load(config: &SignerConfig) -> Result<PrivateKeySigner, SignerError> {
     if let Some(keystore) = &config.keystore {
+        if config.password_file.is_some() && config.password_env.is_some() {
+            return Err(SignerError::TwoPasswords);
+        }
+        let source_name = match (&config.password_file, &config.password_env) {
+            (Some(file), _) => file.display().to_string(),
+            (_, Some(var)) => format!("environment variable {var}"),
+            _ => String::new(),
+        };
         let password = if let Some(file) = &config.password_file {
             std::fs::read_to_string(file)
                 .map(|p| p.trim_end_matches(['\n', '\r']).to_string())
@@ -55,8 +74,14 @@ pub fn load(config: &SignerConfig) -> Result<PrivateKeySigner, SignerError> {
         } else {
             return Err(SignerError::NoPassword);
         };
+        let path = keystore.display().to_string();
         return PrivateKeySigner::decrypt_keystore(keystore, password).map_err(|e| {
-            SignerError::Keystore { path: keystore.display().to_string(), reason: e.to_string() }
+            // The keystore's MAC check is what fails on a wrong password.
+            if e.to_string().contains("Mac Mismatch") {
+                SignerError::WrongPassword { path, source_name }
+            } else {
+                SignerError::Keystore { path, reason: e.to_string() }
+            }
         });
     }
     let var = &config.private_key_env;
@@ -86,7 +111,16 @@ mod tests {
 
         std::fs::write(&password, "wrong").expect("password file");
         let err = load(&config).expect_err("wrong password").to_string();
-        assert!(err.starts_with("decrypting keystore"), "{err}");
+        assert_eq!(
+            err,
+            format!(
+                "decrypting keystore {}: wrong password (from {})",
+                config.keystore.as_ref().map(|k| k.display().to_string()).unwrap_or_default(),
+                password.display()
+            )
+        );
+        let both = SignerConfig { password_env: Some("P".into()), ..config.clone() };
+        assert!(matches!(load(&both), Err(SignerError::TwoPasswords)));
         let _ = std::fs::remove_dir_all(&dir);
     }
 

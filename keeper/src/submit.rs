@@ -1,27 +1,46 @@
-//! Attest, step two: sign and submit. Reads and writes go through the failover transport over
-//! every configured registry RPC URL, so the keeper's own writes fail over too. Each submission
-//! is simulated first; "another keeper already triggered this change" (the epoch moved) counts
-//! as done. Nonces come from the chain (the attestation nonce from the registry, the account
-//! nonce from the node), so a restarted keeper neither duplicates nor loses a submission. A
-//! transaction without a receipt in time is replaced with higher fees.
+//! Attest, step two: sign and submit. Reads and writes go through the keeper's registry RPC
+//! ([`RegistryRpc`]: every configured URL, pinned to the registry's chain), so the keeper's own
+//! writes fail over too.
+//!
+//! ```text
+//!  sign:     epoch, keeper nonce, config version, chain time: one block's state
+//!  simulate: "epoch moved" = another keeper did it (superseded, fine); a nonce race re-signs
+//!  send:     account nonce = the mined count (a transaction of ours still pending at that nonce
+//!            is replaced, never queued behind); explicit gas and capped fees; signed here,
+//!            so the hash is known whatever the node answers
+//!  watch:    every hash sent for that nonce (receipt errors are "unknown", not "stuck"), and
+//!            the registry's nonce for this keeper: past the attestation's = accepted, even when
+//!            no receipt ever shows; the account nonce moved without it = not accepted
+//!  replace:  no sign of landing within receipt_timeout_secs: same nonce, fees + fee_bump_pct,
+//!            up to the caps; at most max_attempts sends, all before the attestation's deadline
+//! ```
+//!
+//! Once a transaction is out, the attestation is never signed again within the submission: a
+//! lagging receipt can cost a wait, never a second attestation.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use alloy::{
-    network::{EthereumWallet, TransactionBuilder},
+    eips::{BlockId, BlockNumberOrTag, eip2718::Encodable2718},
+    network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder},
     primitives::{Address, B256, TxHash},
-    providers::{DynProvider, Provider, ProviderBuilder},
-    rpc::client::RpcClient,
+    providers::{DynProvider, Provider},
     signers::local::PrivateKeySigner,
+    sol_types::SolInterface,
     transports::http::reqwest::Url,
 };
 use lifeline_bindings::{
-    Attestation, FailoverConfig, FailoverTransport, RegistryClient, RouteRegistry, Verdict,
-    attestation, registry::RouteRegistry::RouteRegistryErrors,
+    Attestation, RegistryClient, RouteRegistry, Verdict, attestation,
+    registry::RouteRegistry::RouteRegistryErrors,
 };
 use tracing::{debug, info, warn};
 
-use crate::config::SubmitConfig;
+use crate::{config::SubmitConfig, rpc::RegistryRpc, startup::StartupError};
+
+/// How often receipts and the registry's nonce are checked while waiting.
+const WATCH_EVERY: Duration = Duration::from_millis(250);
+/// Replacement rule of geth, reth and others: a replacement must pay 10% more.
+const MIN_REPLACEMENT_PCT: u128 = 10;
 
 /// Why a submission did not land.
 #[derive(Debug, thiserror::Error)]
@@ -30,20 +49,33 @@ pub enum SubmitError {
     #[error("{0} is not in the registry's current keeper set")]
     NotAKeeper(Address),
     /// The registry rejected the attestation for another reason.
-    #[error("the registry rejected the attestation: {0:?}")]
-    Rejected(RouteRegistryErrors),
+    #[error("the registry rejected the attestation: {0}")]
+    Rejected(String),
     /// The chain could not be reached or the transaction could not be sent.
     #[error("registry chain: {0}")]
     Chain(String),
-    /// Every attempt timed out without a receipt.
-    #[error("no receipt after {0} attempts")]
+    /// Nothing landed within the attempts (the transaction may still be pending: the next
+    /// submission replaces it at the same account nonce).
+    #[error("no sign of the transaction landing after {0} sends")]
     NoReceipt(u32),
+}
+
+impl SubmitError {
+    /// A bounded label for metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Self::NotAKeeper(_) => "not_a_keeper",
+            Self::Rejected(_) => "rejected",
+            Self::Chain(_) => "chain",
+            Self::NoReceipt(_) => "no_receipt",
+        }
+    }
 }
 
 /// What happened to a submission.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Submitted {
-    /// Mined and accepted.
+    /// Mined and accepted (its receipt seen).
     Accepted {
         /// The transaction.
         tx: TxHash,
@@ -52,9 +84,94 @@ pub enum Submitted {
         /// Gas it used.
         gas_used: u64,
     },
-    /// Another keeper's attestation changed the topology first; the keeper re-judges against
-    /// the new epoch (not an error).
+    /// Accepted: the registry's nonce for this keeper reached the attestation's, but no receipt
+    /// was seen (the RPC's receipts lag). Not re-sent.
+    Landed {
+        /// The attestation nonce now on chain.
+        nonce: u64,
+    },
+    /// Another keeper's attestation changed the topology first, or the transaction reverted on
+    /// chain; the keeper re-judges against the new state (not an error).
     Superseded(String),
+}
+
+/// What a node's refusal of a raw transaction means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rejection {
+    /// The node already has this very transaction: it was sent.
+    AlreadyKnown,
+    /// A transaction with this nonce and higher (or equal) fees is pending: outbid it.
+    Underpriced,
+    /// The nonce is used up: something with this nonce was mined.
+    NonceUsed,
+    /// Anything else (insufficient funds, gas limit, ...).
+    Other,
+}
+
+/// Classifies a node's refusal of `eth_sendRawTransaction`. Nodes give these conditions no
+/// standard code (geth, reth, anvil, erigon and besu answer -32000 or -32003, nethermind
+/// -32010), so the code only rules out execution errors (3) and the wording of each client
+/// decides.
+pub fn classify_rejection(code: i64, message: &str) -> Rejection {
+    if code == 3 {
+        return Rejection::Other;
+    }
+    let m = message.to_ascii_lowercase();
+    let has = |patterns: &[&str]| patterns.iter().any(|p| m.contains(p));
+    if has(&[
+        "already known",
+        "known transaction",
+        "alreadyknown",
+        "already imported",
+        "already exists",
+    ]) {
+        Rejection::AlreadyKnown
+    } else if has(&[
+        "replacement transaction underpriced",
+        "replacement_underpriced",
+        "replacement fee too low",
+        "replacementnotallowed",
+        "transaction underpriced",
+        "feetoolowtocompete",
+        "max fee per gas less than block base fee",
+    ]) {
+        Rejection::Underpriced
+    } else if has(&[
+        "nonce too low",
+        "nonce_too_low",
+        "oldnonce",
+        "nonce has already been used",
+        "nonce already used",
+        "invalid nonce",
+    ]) {
+        Rejection::NonceUsed
+    } else {
+        Rejection::Other
+    }
+}
+
+/// A registry revert in one line, its fields by name (never Debug output).
+pub fn describe_revert(err: &RouteRegistryErrors) -> String {
+    use RouteRegistryErrors as E;
+    match err {
+        E::WrongEpoch(e) => format!("WrongEpoch (signed {}, current {})", e.signed, e.current),
+        E::WrongConfigVersion(e) => {
+            format!("WrongConfigVersion (signed {}, current {})", e.signed, e.current)
+        }
+        E::NonceTooLow(e) => format!("NonceTooLow (nonce {}, last {})", e.nonce, e.lastNonce),
+        E::NotKeeper(e) => format!("NotKeeper ({})", e.signer),
+        E::AttestationExpired(e) => {
+            format!("AttestationExpired (deadline {}, now {})", e.deadline, e.nowTs)
+        }
+        E::DeadlineTooFar(e) => {
+            format!("DeadlineTooFar (deadline {}, max {})", e.deadline, e.maxDeadline)
+        }
+        E::UnknownService(e) => format!("UnknownService ({})", e.serviceId),
+        E::UnknownEndpoint(e) => format!("UnknownEndpoint ({} of {})", e.endpoint, e.serviceId),
+        other => RouteRegistryErrors::name_by_selector(other.selector())
+            .unwrap_or("unknown error")
+            .to_string(),
+    }
 }
 
 /// Signs and submits attestations for one keeper key.
@@ -63,40 +180,58 @@ pub struct Submitter {
     provider: DynProvider,
     registry: RouteRegistry::RouteRegistryInstance<DynProvider>,
     signer: PrivateKeySigner,
+    wallet: EthereumWallet,
     chain_id: u64,
     config: SubmitConfig,
-    /// One submission at a time per key: account nonces must not race.
-    sending: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// One submission at a time per key (account nonces must not race), and what is still
+    /// pending for the account.
+    sending: std::sync::Arc<tokio::sync::Mutex<Outstanding>>,
+}
+
+/// Transactions sent at one account nonce that never showed a sign of landing.
+#[derive(Debug, Default)]
+struct Outstanding {
+    nonce: Option<u64>,
+    hashes: Vec<TxHash>,
+    /// Highest fees sent at that nonce (a replacement must outbid them).
+    fees: Option<(u128, u128)>,
 }
 
 impl Submitter {
-    /// A submitter writing through `rpc_urls` (failover between them) to the registry at `address`.
+    /// A submitter writing through `rpc` to the registry at `address`, signing for the chain
+    /// `rpc` is pinned to.
+    pub fn new(
+        rpc: &RegistryRpc,
+        address: Address,
+        signer: PrivateKeySigner,
+        config: SubmitConfig,
+    ) -> Self {
+        let provider = rpc.provider();
+        let registry = RouteRegistry::new(address, provider.clone());
+        Self {
+            provider,
+            registry,
+            wallet: EthereumWallet::from(signer.clone()),
+            signer,
+            chain_id: rpc.chain_id(),
+            config,
+            sending: Default::default(),
+        }
+    }
+
+    /// A submitter over `rpc_urls`, pinned to the chain holding the registry (see
+    /// [`RegistryRpc::connect`]).
     pub async fn connect(
         rpc_urls: &[Url],
         address: Address,
         signer: PrivateKeySigner,
         config: SubmitConfig,
-    ) -> Result<Self, SubmitError> {
-        let transport = FailoverTransport::new(FailoverConfig {
-            bootstrap: rpc_urls.to_vec(),
-            hedge_after: None,
-            ..Default::default()
-        });
-        // Receipts are polled every 250 ms (alloy's default for remote nodes is 7 s, which would
-        // stall the pipeline behind every submission).
-        let client =
-            RpcClient::new(transport, false).with_poll_interval(Duration::from_millis(250));
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(signer.clone()))
-            .connect_client(client)
-            .erased();
-        let chain_id =
-            provider.get_chain_id().await.map_err(|e| SubmitError::Chain(e.to_string()))?;
-        let registry = RouteRegistry::new(address, provider.clone());
-        Ok(Self { provider, registry, signer, chain_id, config, sending: Default::default() })
+    ) -> Result<Self, StartupError> {
+        let rpc = RegistryRpc::connect(rpc_urls, address, None).await?;
+        Ok(Self::new(&rpc, address, signer, config))
     }
 
-    /// A read client over the same failover transport.
+    /// A read client over the same transport.
     pub fn client(&self) -> RegistryClient<DynProvider> {
         RegistryClient::new(*self.registry.address(), self.provider.clone())
     }
@@ -106,13 +241,9 @@ impl Submitter {
         self.signer.address()
     }
 
-    /// The keeper's bit in vote bitmaps, or `NotAKeeper`.
-    pub async fn keeper_bit(&self) -> Result<u32, SubmitError> {
-        let state = self.registry.keeperState(self.address()).call().await.map_err(chain)?;
-        if !state.active {
-            return Err(SubmitError::NotAKeeper(self.address()));
-        }
-        Ok(1 << state.index)
+    /// The chain id attestations are signed for.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
     }
 
     /// Attests `verdicts` (empty: a heartbeat) about `service`.
@@ -121,15 +252,22 @@ impl Submitter {
         service: B256,
         verdicts: Vec<Verdict>,
     ) -> Result<Submitted, SubmitError> {
-        // One submission at a time per key.
-        let _turn = self.sending.lock().await;
+        let mut outstanding = self.sending.lock().await;
         let mut last_err = None;
+        // Retries here happen only before anything is sent.
         for attempt in 1..=self.config.max_attempts {
             if attempt > 1 {
                 // Back off: 200 ms, 400 ms, 800 ms, ...
                 tokio::time::sleep(Duration::from_millis(100 << attempt.min(6))).await;
             }
-            let (report, signature) = self.sign(service, verdicts.clone()).await?;
+            let (report, signature) = match self.sign(service, verdicts.clone()).await {
+                Ok(signed) => signed,
+                Err(e @ SubmitError::Chain(_)) => {
+                    last_err = Some(e);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             // Simulate first: cheap, and it tells "superseded" from real failures.
             if let Err(err) =
                 self.registry.attest(report.clone(), signature.clone().into()).call().await
@@ -149,46 +287,54 @@ impl Submitter {
                     Some(RouteRegistryErrors::NotKeeper(_)) => {
                         return Err(SubmitError::NotAKeeper(self.address()));
                     }
-                    Some(other) => return Err(SubmitError::Rejected(other.clone())),
+                    Some(other) => return Err(SubmitError::Rejected(describe_revert(other))),
                     None => {
                         last_err = Some(SubmitError::Chain(err.to_string()));
                         continue;
                     }
                 }
             }
-            match self.send(&report, signature).await {
-                Ok(done) => return Ok(done),
-                Err(e) => {
-                    warn!(target: "keeper::submit", attempt, error = %e, "submission attempt failed");
-                    last_err = Some(e);
-                }
-            }
+            return self.send(&mut outstanding, &report, signature).await;
         }
-        Err(last_err.unwrap_or(SubmitError::NoReceipt(self.config.max_attempts)))
+        Err(last_err.unwrap_or_else(|| {
+            SubmitError::Chain(
+                "the attestation nonce kept moving while signing (another process with this key?)"
+                    .into(),
+            )
+        }))
     }
 
+    /// Signs an attestation from one block's state: epoch, keeper nonce, config version and the
+    /// chain time the deadline counts from.
     async fn sign(
         &self,
         service: B256,
         verdicts: Vec<Verdict>,
     ) -> Result<(Attestation, Vec<u8>), SubmitError> {
-        let epoch = self.registry.service(service).call().await.map_err(chain)?;
-        let keeper = self.registry.keeperState(self.address()).call().await.map_err(chain)?;
-        let version = self.registry.keepers().call().await.map_err(chain)?._0;
-        let now = self
+        let head = self
             .provider
-            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .get_block_by_number(BlockNumberOrTag::Latest)
             .await
             .map_err(|e| SubmitError::Chain(e.to_string()))?
-            .map(|b| b.header.timestamp)
-            .unwrap_or_default();
-        let ttl = u64::from(epoch.config.attestationTtl).max(2);
+            .ok_or_else(|| SubmitError::Chain("no latest block".into()))?;
+        let at = BlockId::number(head.header.number);
+        let me = self.address();
+        let service_call = self.registry.service(service).block(at);
+        let keeper_call = self.registry.keeperState(me).block(at);
+        let version_call = self.registry.keepers().block(at);
+        let (view, keeper, version) =
+            tokio::try_join!(service_call.call(), keeper_call.call(), version_call.call())
+                .map_err(chain)?;
+        if !keeper.active {
+            return Err(SubmitError::NotAKeeper(me));
+        }
+        let ttl = u64::from(view.config.attestationTtl).max(2);
         let report = Attestation {
             service,
-            epoch: epoch.epoch,
-            configVersion: version,
+            epoch: view.epoch,
+            configVersion: version._0,
             nonce: keeper.lastNonce + 1,
-            deadline: now + self.config.deadline_secs.min(ttl - 1),
+            deadline: head.header.timestamp + self.config.deadline_secs.min(ttl - 1),
             verdicts,
         };
         let signature =
@@ -197,74 +343,349 @@ impl Submitter {
         Ok((report, signature))
     }
 
-    /// Sends with an explicit nonce and fees; replaces the transaction with higher fees while
-    /// no receipt arrives.
+    /// Sends the attestation and watches it land (see the module docs).
     async fn send(
         &self,
+        outstanding: &mut Outstanding,
         report: &Attestation,
         signature: Vec<u8>,
     ) -> Result<Submitted, SubmitError> {
-        let chain = |e: &dyn std::fmt::Display| SubmitError::Chain(e.to_string());
-        let mut tx =
-            self.registry.attest(report.clone(), signature.into()).into_transaction_request();
-        tx.set_from(self.address());
+        let me = self.address();
+        let call = self.registry.attest(report.clone(), signature.into());
+        let mut tx = call.into_transaction_request();
+        tx.set_from(me);
+        tx.set_chain_id(self.chain_id);
+        // The mined count: a transaction of ours pending at this nonce gets replaced.
         let nonce = self
             .provider
-            .get_transaction_count(self.address())
-            .pending()
+            .get_transaction_count(me)
+            .latest()
             .await
-            .map_err(|e| chain(&e))?;
-        let gas = self.provider.estimate_gas(tx.clone()).await.map_err(|e| chain(&e))?;
-        let fees = self.provider.estimate_eip1559_fees().await.map_err(|e| chain(&e))?;
+            .map_err(|e| SubmitError::Chain(e.to_string()))?;
+        if outstanding.nonce != Some(nonce) {
+            // Whatever was pending before was mined (the nonce moved), or nothing was.
+            *outstanding = Outstanding { nonce: Some(nonce), ..Default::default() };
+        } else if !outstanding.hashes.is_empty() {
+            info!(
+                target: "keeper::submit",
+                nonce,
+                pending = outstanding.hashes.len(),
+                "replacing our transaction still pending at this nonce"
+            );
+        }
+        let gas = self
+            .provider
+            .estimate_gas(tx.clone())
+            .await
+            .map_err(|e| SubmitError::Chain(e.to_string()))?;
         tx.set_nonce(nonce);
         tx.set_gas_limit(gas + gas / 5);
-        let (mut max_fee, mut priority) = (fees.max_fee_per_gas, fees.max_priority_fee_per_gas);
+        let estimate = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| SubmitError::Chain(e.to_string()))?;
+        let caps = self.caps();
+        let mut fees = clamp((estimate.max_fee_per_gas, estimate.max_priority_fee_per_gas), caps);
+        if let Some(previous) = outstanding.fees {
+            fees = outbid(fees, previous, self.config.fee_bump_pct, caps);
+        }
         let timeout = Duration::from_secs(self.config.receipt_timeout_secs);
-        for bump in 0..self.config.max_attempts {
-            tx.set_max_fee_per_gas(max_fee);
-            tx.set_max_priority_fee_per_gas(priority);
-            let pending = match self.provider.send_transaction(tx.clone()).await {
-                Ok(pending) => pending,
-                // A replacement raced with the original's inclusion: the nonce is used up.
-                Err(e) if bump > 0 && e.to_string().to_lowercase().contains("nonce too low") => {
-                    return Ok(Submitted::Superseded("an earlier fee level was mined".into()));
+        let mut sends = 0u32;
+        let mut round = 0u32;
+        while round < self.config.max_attempts {
+            round += 1;
+            if round > 1 {
+                let Some(previous) = outstanding.fees else { break };
+                let next = outbid(previous, previous, self.config.fee_bump_pct, caps);
+                if !replaces(next, previous) {
+                    // At the caps: a resend would be refused as underpriced. Keep watching.
+                    warn!(target: "keeper::submit", max_fee = next.0, "fees at the configured caps; waiting for the pending transaction");
+                    if let Some(done) = self.watch(outstanding, report, nonce, timeout).await? {
+                        return Ok(done);
+                    }
+                    continue;
                 }
-                Err(e) => return Err(chain(&e)),
-            };
-            match pending.with_timeout(Some(timeout)).get_receipt().await {
-                Ok(receipt) if receipt.status() => {
-                    info!(
-                        target: "keeper::submit",
-                        tx = %receipt.transaction_hash,
-                        block = receipt.block_number.unwrap_or_default(),
-                        gas = receipt.gas_used,
-                        verdicts = report.verdicts.len(),
-                        "attestation accepted"
-                    );
-                    return Ok(Submitted::Accepted {
-                        tx: receipt.transaction_hash,
-                        block: receipt.block_number.unwrap_or_default(),
-                        gas_used: receipt.gas_used,
-                    });
-                }
-                Ok(receipt) => {
-                    return Ok(Submitted::Superseded(format!(
-                        "transaction {} reverted on chain (state changed after simulation)",
-                        receipt.transaction_hash
-                    )));
+                fees = next;
+            }
+            tx.set_max_fee_per_gas(fees.0);
+            tx.set_max_priority_fee_per_gas(fees.1);
+            let envelope = tx
+                .clone()
+                .build(&self.wallet)
+                .await
+                .map_err(|e| SubmitError::Chain(format!("signing the transaction: {e}")))?;
+            let hash = *envelope.tx_hash();
+            let sent = self.provider.send_raw_transaction(&envelope.encoded_2718()).await;
+            sends += 1;
+            match sent {
+                Ok(_) => {
+                    debug!(target: "keeper::submit", %hash, nonce, max_fee = fees.0, "sent");
+                    outstanding.hashes.push(hash);
+                    outstanding.fees = Some(fees);
                 }
                 Err(e) => {
-                    let pct = u128::from(self.config.fee_bump_pct);
-                    max_fee += max_fee * pct / 100 + 1;
-                    priority += priority * pct / 100 + 1;
-                    warn!(target: "keeper::submit", error = %e, max_fee, "no receipt in time; replacing with higher fees");
+                    let rejection = e
+                        .as_error_resp()
+                        .map(|p| classify_rejection(p.code, &p.message))
+                        .unwrap_or(Rejection::Other);
+                    match (rejection, e.as_error_resp()) {
+                        (Rejection::AlreadyKnown, _) => {
+                            outstanding.hashes.push(hash);
+                            outstanding.fees = Some(fees);
+                        }
+                        (Rejection::Underpriced, _) => {
+                            // Something of ours at this nonce pays more (e.g. from before a
+                            // restart): outbid it at once.
+                            debug!(target: "keeper::submit", nonce, "replacement underpriced; bumping");
+                            outstanding.fees = Some(
+                                outstanding
+                                    .fees
+                                    .map_or(fees, |f| (f.0.max(fees.0), f.1.max(fees.1))),
+                            );
+                            continue;
+                        }
+                        (Rejection::NonceUsed, _) => {
+                            // Mined already (ours, maybe an earlier fee level): find out.
+                            return self.settle_used_nonce(outstanding, report, nonce).await;
+                        }
+                        (Rejection::Other, Some(payload)) => {
+                            if outstanding.hashes.is_empty() {
+                                return Err(SubmitError::Chain(format!(
+                                    "the node refused the transaction: {}",
+                                    payload.message
+                                )));
+                            }
+                            warn!(target: "keeper::submit", error = %payload.message, "replacement refused; watching the pending one");
+                        }
+                        (Rejection::Other, None) => {
+                            // No answer: it may have reached a node. Watch for it too.
+                            warn!(target: "keeper::submit", error = %e, "sending failed; watching for it anyway");
+                            outstanding.hashes.push(hash);
+                            outstanding.fees = Some(fees);
+                        }
+                    }
                 }
             }
+            if let Some(done) = self.watch(outstanding, report, nonce, timeout).await? {
+                return Ok(done);
+            }
+            warn!(
+                target: "keeper::submit",
+                nonce,
+                sends,
+                "no sign of the transaction landing in time; replacing it with higher fees"
+            );
         }
-        Err(SubmitError::NoReceipt(self.config.max_attempts))
+        // One last look before giving up (the next submission replaces what is pending).
+        if let Some(done) = self.landed(report, nonce).await {
+            *outstanding = Outstanding::default();
+            return Ok(done);
+        }
+        Err(SubmitError::NoReceipt(sends))
+    }
+
+    /// Watches every hash sent at `nonce` and the registry's nonce for this keeper for up to
+    /// `limit`. `Some` once the outcome is known.
+    async fn watch(
+        &self,
+        outstanding: &mut Outstanding,
+        report: &Attestation,
+        nonce: u64,
+        limit: Duration,
+    ) -> Result<Option<Submitted>, SubmitError> {
+        let started = Instant::now();
+        let mut checked_chain = Instant::now();
+        loop {
+            for hash in &outstanding.hashes {
+                // An error is "unknown", not "stuck": keep watching.
+                if let Ok(Some(receipt)) = self.provider.get_transaction_receipt(*hash).await {
+                    *outstanding = Outstanding::default();
+                    return Ok(Some(from_receipt(&receipt, report)));
+                }
+            }
+            if checked_chain.elapsed() >= Duration::from_secs(1) || started.elapsed() >= limit {
+                checked_chain = Instant::now();
+                if let Some(done) = self.landed(report, nonce).await {
+                    *outstanding = Outstanding::default();
+                    return Ok(Some(done));
+                }
+            }
+            if started.elapsed() >= limit {
+                return Ok(None);
+            }
+            tokio::time::sleep(WATCH_EVERY).await;
+        }
+    }
+
+    /// The node says the account nonce is used: the attestation landed (the registry's nonce
+    /// moved), or the nonce went to a transaction that did not carry it.
+    async fn settle_used_nonce(
+        &self,
+        outstanding: &mut Outstanding,
+        report: &Attestation,
+        nonce: u64,
+    ) -> Result<Submitted, SubmitError> {
+        // Receipts may lag behind the state: look a few times before deciding.
+        for _ in 0..8 {
+            for hash in &outstanding.hashes {
+                if let Ok(Some(receipt)) = self.provider.get_transaction_receipt(*hash).await {
+                    *outstanding = Outstanding::default();
+                    return Ok(from_receipt(&receipt, report));
+                }
+            }
+            if let Some(done) = self.landed(report, nonce).await {
+                *outstanding = Outstanding::default();
+                return Ok(done);
+            }
+            tokio::time::sleep(WATCH_EVERY).await;
+        }
+        Err(SubmitError::Chain(format!(
+            "account nonce {nonce} is used but its transaction is not visible yet"
+        )))
+    }
+
+    /// Reads, at one block, the registry's nonce for this keeper and the account nonce: the
+    /// attestation was accepted (`Landed`), or the account nonce moved without it
+    /// (`Superseded`), or neither yet (`None`). Read errors are "don't know yet".
+    async fn landed(&self, report: &Attestation, nonce: u64) -> Option<Submitted> {
+        let me = self.address();
+        let head = self.provider.get_block_number().await.ok()?;
+        let at = BlockId::number(head);
+        let keeper = self.registry.keeperState(me).block(at).call().await.ok()?;
+        if keeper.lastNonce >= report.nonce {
+            info!(
+                target: "keeper::submit",
+                nonce = keeper.lastNonce,
+                verdicts = report.verdicts.len(),
+                "attestation accepted (the registry's nonce moved; no receipt seen)"
+            );
+            return Some(Submitted::Landed { nonce: keeper.lastNonce });
+        }
+        let mined = self.provider.get_transaction_count(me).block_id(at).await.ok()?;
+        (mined > nonce).then(|| {
+            Submitted::Superseded(format!(
+                "account nonce {nonce} was used without this attestation being accepted (it reverted, or an earlier transaction of this key took the nonce)"
+            ))
+        })
+    }
+
+    /// `submit.max_fee_gwei` and `submit.max_priority_fee_gwei`, in wei.
+    fn caps(&self) -> (u128, u128) {
+        let gwei = 1_000_000_000u128;
+        let max_fee = u128::from(self.config.max_fee_gwei) * gwei;
+        (max_fee, (u128::from(self.config.max_priority_fee_gwei) * gwei).min(max_fee))
     }
 }
 
+fn from_receipt(
+    receipt: &alloy::rpc::types::TransactionReceipt,
+    report: &Attestation,
+) -> Submitted {
+    if receipt.status() {
+        info!(
+            target: "keeper::submit",
+            tx = %receipt.transaction_hash,
+            block = receipt.block_number.unwrap_or_default(),
+            gas = receipt.gas_used,
+            verdicts = report.verdicts.len(),
+            "attestation accepted"
+        );
+        Submitted::Accepted {
+            tx: receipt.transaction_hash,
+            block: receipt.block_number.unwrap_or_default(),
+            gas_used: receipt.gas_used,
+        }
+    } else {
+        Submitted::Superseded(format!(
+            "transaction {} reverted on chain (state changed after simulation)",
+            receipt.transaction_hash
+        ))
+    }
+}
+
+/// Fees clamped to the caps (the tip never above the fee cap).
+fn clamp((max_fee, priority): (u128, u128), (cap, tip_cap): (u128, u128)) -> (u128, u128) {
+    let max_fee = max_fee.min(cap);
+    (max_fee, priority.min(tip_cap).min(max_fee))
+}
+
+/// Fees that replace `previous`: at least `fees`, and `previous` + `pct`% (plus one wei), within
+/// the caps.
+fn outbid(
+    fees: (u128, u128),
+    previous: (u128, u128),
+    pct: u64,
+    caps: (u128, u128),
+) -> (u128, u128) {
+    let up = |v: u128| v + v * u128::from(pct) / 100 + 1;
+    clamp((fees.0.max(up(previous.0)), fees.1.max(up(previous.1))), caps)
+}
+
+/// True when `next` pays enough more than `previous` for nodes to accept it as a replacement.
+fn replaces(next: (u128, u128), previous: (u128, u128)) -> bool {
+    let enough = |n: u128, p: u128| n >= p + p * MIN_REPLACEMENT_PCT / 100 && n > p;
+    enough(next.0, previous.0) && enough(next.1, previous.1)
+}
+
 fn chain(err: alloy::contract::Error) -> SubmitError {
-    SubmitError::Chain(lifeline_bindings::Error::from(err).to_string())
+    let err = lifeline_bindings::Error::from(err);
+    match err.revert() {
+        Some(revert) => SubmitError::Rejected(describe_revert(revert)),
+        None => SubmitError::Chain(err.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejections_of_every_client_are_recognised() {
+        use Rejection::*;
+        for (code, message, expected) in [
+            (-32000, "already known", AlreadyKnown),
+            (-32000, "known transaction: 0xabc", AlreadyKnown),
+            (-32010, "AlreadyKnown", AlreadyKnown),
+            (-32000, "replacement transaction underpriced", Underpriced),
+            (-32000, "Replacement transaction underpriced", Underpriced),
+            (-32010, "ReplacementNotAllowed", Underpriced),
+            (-32000, "REPLACEMENT_UNDERPRICED", Underpriced),
+            (-32003, "nonce too low", NonceUsed),
+            (-32000, "nonce too low: next nonce 5, tx nonce 4", NonceUsed),
+            (-32000, "Nonce has already been used", NonceUsed),
+            (-32010, "OldNonce", NonceUsed),
+            (-32000, "NONCE_TOO_LOW", NonceUsed),
+            (-32000, "insufficient funds for gas * price + value", Other),
+            (3, "execution reverted: nonce too low", Other),
+        ] {
+            assert_eq!(classify_rejection(code, message), expected, "{code} {message}");
+        }
+    }
+
+    #[test]
+    fn fees_are_capped_and_replacements_outbid_by_at_least_ten_percent() {
+        let caps = (500, 50);
+        assert_eq!(clamp((900, 80), caps), (500, 50));
+        assert_eq!(clamp((100, 200), (500, 500)), (100, 100), "tip never above the fee cap");
+        let next = outbid((100, 10), (100, 10), 25, caps);
+        assert_eq!(next, (126, 13));
+        assert!(replaces(next, (100, 10)));
+        let at_cap = outbid((500, 50), (500, 50), 25, caps);
+        assert_eq!(at_cap, (500, 50));
+        assert!(!replaces(at_cap, (500, 50)), "at the caps nothing replaces");
+    }
+
+    #[test]
+    fn reverts_are_described_without_debug_output() {
+        use lifeline_bindings::registry::RouteRegistry::{UnknownService, WrongEpoch};
+        let text =
+            describe_revert(&RouteRegistryErrors::WrongEpoch(WrongEpoch { signed: 3, current: 4 }));
+        assert_eq!(text, "WrongEpoch (signed 3, current 4)");
+        let text = describe_revert(&RouteRegistryErrors::UnknownService(UnknownService {
+            serviceId: B256::ZERO,
+        }));
+        assert!(text.starts_with("UnknownService (0x0000"), "{text}");
+        assert!(!text.contains('{'), "{text}");
+    }
 }

@@ -1,6 +1,13 @@
 //! Integration tests of the keeper library: probe classification against endpoints the test
-//! controls, and submission against a real registry on anvil. (Tests that run the `lifeline`
-//! binary live with it, in bin/lifeline/tests.)
+//! controls, submission against a real registry on anvil, and keepers run in process against a
+//! devnet (wrong chains, a registry RPC that goes down or lags, startup checks). (Tests that run the `lifeline` binary live with it, in
+//! bin/lifeline/tests.)
 
+mod chain;
+mod fixture;
 mod probes;
+mod registry_down;
+mod registry_rpc;
+mod rpc_proxy;
+mod startup;
 mod submit;

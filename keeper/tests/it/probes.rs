@@ -150,6 +150,51 @@ async fn wrong_chain_id_is_caught() -> eyre::Result<()> {
     Ok(())
 }
 
+/// One round in which every endpoint reports chain id `reported`, judged against `expected`.
+async fn observe_all(bench: &Bench, reported: u64, expected: u64) -> Vec<Observed> {
+    for proxy in &bench.proxies {
+        proxy.set(Fault::WrongChainId(reported));
+    }
+    let prober = Prober::new(Duration::from_millis(400), 1 << 20);
+    let limit = Semaphore::new(16);
+    let metrics = Metrics::default();
+    let judge = JudgeConfig { max_head_age_secs: 3, ..Default::default() };
+    let round = JsonRpcRound {
+        prober: &prober,
+        limit: &limit,
+        metrics: &metrics,
+        judge: &judge,
+        chain_id: expected,
+        proof_account: None,
+    };
+    let endpoints: Vec<(u16, Url)> = bench
+        .proxies
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (i as u16, p.url().parse().expect("url")))
+        .collect();
+    round.observe(&endpoints, now()).await
+}
+
+#[tokio::test]
+async fn every_endpoint_on_wrong_chain_is_caught() -> eyre::Result<()> {
+    let bench = bench().await?;
+    // No endpoint corroborates a head on the expected chain: each is still checked on its own.
+    for o in observe_all(&bench, 1, bench.chain_id).await {
+        assert_eq!(o.finding, Finding::WrongChain { reported: 1 }, "endpoint {}", o.index);
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn expected_chain_id_zero_checks_no_chain_id() -> eyre::Result<()> {
+    let bench = bench().await?;
+    for o in observe_all(&bench, 1, 0).await {
+        assert_eq!(o.finding, Finding::Ok, "endpoint {}: chain id 0 is not checked", o.index);
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn lagging_endpoint_is_caught() -> eyre::Result<()> {
     let bench = bench().await?;

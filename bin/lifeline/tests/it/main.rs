@@ -5,6 +5,8 @@
 mod chaos;
 mod cli;
 mod gateway;
+mod keeper_startup;
 mod pipeline;
 mod scenarios;
+mod status_page;
 mod world;
