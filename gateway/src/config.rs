@@ -20,6 +20,9 @@ pub struct GatewayConfig {
     /// Where `/routes`, `/healthz` and `/metrics` are served; keep it private.
     #[serde(default = "default_admin_listen")]
     pub admin_listen: SocketAddr,
+    /// Serve the status page (`/status`, `/status.json`) on the admin listener.
+    #[serde(default = "default_status")]
+    pub status: bool,
     /// The registry followed.
     pub registry: RegistrySection,
     /// The services served (at least one).
@@ -199,6 +202,10 @@ fn default_listen() -> SocketAddr {
 
 fn default_admin_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9645))
+}
+
+fn default_status() -> bool {
+    true
 }
 
 fn default_registry_poll_ms() -> u64 {

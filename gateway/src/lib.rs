@@ -15,7 +15,7 @@
 //!   (follow)                                            |  filters kept by the transport
 //!                                                       '- subscribe: head follower (backfill,
 //!                                                          reorgs) -> newHeads / logs / pending
-//!  admin listener: /routes  /healthz  /metrics (Prometheus)
+//!  admin listener: /routes  /healthz  /metrics (Prometheus)  /status (the status page)
 //! ```
 //!
 //! Modules: [`config`] (TOML, every default documented in `config/gateway.example.toml`),
@@ -31,6 +31,7 @@ pub mod subscribe;
 pub mod upstream;
 
 mod server;
+mod status;
 mod ws;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
@@ -111,14 +112,22 @@ impl Gateway {
         let (stop, shutdown) = watch::channel(false);
         let poll = Duration::from_millis(config.registry.poll_interval_ms);
         let max_connections = config.limits.max_connections;
-        let state = Arc::new(server::AppState::new(
-            config,
-            metrics.clone(),
-            services.clone(),
-            shutdown.clone(),
-        ));
-        let sessions = state.sessions.clone();
+        let mut state =
+            server::AppState::new(config, metrics.clone(), services.clone(), shutdown.clone());
         let mut tasks = JoinSet::new();
+        if state.config.status {
+            let tracker = status::Tracker::new(registry.clone(), services.clone(), metrics.clone());
+            state.status = Some(tracker.clone());
+            let mut stop_status = shutdown.clone();
+            tasks.spawn(async move {
+                tokio::select! {
+                    () = tracker.run() => {}
+                    _ = stop_status.wait_for(|s| *s) => {}
+                }
+            });
+        }
+        let state = Arc::new(state);
+        let sessions = state.sessions.clone();
         for service in &services {
             let follower = service.clone().follow(registry.clone(), poll);
             let mut stop_follow = shutdown.clone();

@@ -1,6 +1,7 @@
 //! The two listeners: JSON-RPC (`/rpc/<service>`, HTTP POST and WebSocket) and admin
-//! (`/routes`, `/healthz`, `/metrics`). axum routers over a connection-limited listener, with
-//! state in an `Arc`, body limits as tower layers, and one shutdown signal every task watches.
+//! (`/routes`, `/healthz`, `/metrics`, and the status page `/status` with `/status.json`). axum
+//! routers over a connection-limited listener, with state in an `Arc`, body limits as tower
+//! layers, and one shutdown signal every task watches.
 
 use std::{
     collections::HashMap,
@@ -45,6 +46,8 @@ pub(crate) struct AppState {
     shutdown: watch::Receiver<bool>,
     /// Open WebSocket sessions (axum runs them detached; shutdown waits for them to close).
     pub(crate) sessions: Arc<std::sync::atomic::AtomicUsize>,
+    /// The status page's collector (`None` when `status = false`).
+    pub(crate) status: Option<Arc<crate::status::Tracker>>,
 }
 
 impl AppState {
@@ -62,7 +65,7 @@ impl AppState {
         let limiter =
             (config.limits.rate_per_ip > 0).then(|| RateLimiter::new(config.limits.rate_per_ip));
         let sessions = Arc::default();
-        Self { config, metrics, services, by_name, limiter, shutdown, sessions }
+        Self { config, metrics, services, by_name, limiter, shutdown, sessions, status: None }
     }
 
     fn service(&self, path: &str) -> Option<Arc<ServiceHandle>> {
@@ -109,11 +112,15 @@ pub(crate) fn rpc_router(state: Arc<AppState>) -> Router {
 
 /// The admin router.
 pub(crate) fn admin_router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let router = Router::new()
         .route("/routes", get(routes))
         .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .with_state(state)
+        .route("/metrics", get(metrics));
+    let router = match state.status.clone() {
+        Some(tracker) => router.merge(crate::status::router(tracker)),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 async fn http_rpc(

@@ -126,6 +126,17 @@ impl ServiceHandle {
                 poll,
                 config.subscriptions.max_backfill_blocks,
                 metrics.clone(),
+                {
+                    // The doorbell rings from the best route that reads may use.
+                    let transport = transport.clone();
+                    Arc::new(move || {
+                        transport
+                            .routes()
+                            .into_iter()
+                            .find(|r| r.skip.is_none() && !r.breaker_open)
+                            .map(|r| r.url)
+                    })
+                },
             ),
             pending: PendingFollower::new(client.clone(), poll),
             transport,

@@ -18,8 +18,12 @@
 //!        no  -> walk back to the common ancestor -> Reorg(removed) -> logs: removed: true
 //! ```
 //!
-//! Polling is used for every route (the emulation the gateway issue allows for routes without
-//! WebSocket); the poll interval bounds the added latency of a head. `newPendingTransactions`
+//! **When to look.** The follower keeps a `newHeads` subscription on the best route's WebSocket
+//! endpoint (its URL with `http(s)` -> `ws(s)`): each notification wakes it at once. The data
+//! itself (blocks, logs) is always read through the failover transport and checked hash by hash,
+//! so the WebSocket is only a doorbell: if the route has no WebSocket, or it drops, the follower
+//! falls back to polling every `poll_interval` and re-subscribes (on whichever route is best
+//! then) a second later. `newPendingTransactions`
 //! polls a pending-transaction filter, re-created on another route when its route goes;
 //! transactions that entered only the lost route's pool in between are not re-delivered.
 
@@ -29,7 +33,7 @@ use std::{
     time::Duration,
 };
 
-use alloy::{primitives::B256, rpc::client::RpcClient};
+use alloy::{primitives::B256, rpc::client::RpcClient, transports::http::reqwest::Url};
 use serde_json::{Value, json};
 use tokio::{sync::broadcast, task::JoinHandle};
 use tracing::{debug, warn};
@@ -75,7 +79,11 @@ pub struct HeadFollower {
     metrics: Metrics,
     sender: broadcast::Sender<ChainEvent>,
     task: TaskSlot,
+    doorbell: BestRoute,
 }
+
+/// Where the follower's `newHeads` doorbell connects: the best route's URL, if any.
+pub type BestRoute = Arc<dyn Fn() -> Option<Url> + Send + Sync>;
 
 /// The follower task, shared with the task itself: subscribing and the task's "no subscriber
 /// left, stop" decision happen under this one lock, so a subscriber never joins a follower
@@ -90,9 +98,19 @@ impl HeadFollower {
         poll: Duration,
         max_backfill: u64,
         metrics: Metrics,
+        doorbell: BestRoute,
     ) -> Self {
         let (sender, _) = broadcast::channel(CHANNEL);
-        Self { service, client, poll, max_backfill, metrics, sender, task: TaskSlot::default() }
+        Self {
+            service,
+            client,
+            poll,
+            max_backfill,
+            metrics,
+            sender,
+            task: TaskSlot::default(),
+            doorbell,
+        }
     }
 
     /// Subscribes to the canonical chain from the next head on, starting the follower if needed.
@@ -101,6 +119,7 @@ impl HeadFollower {
         let receiver = self.sender.subscribe();
         if task.as_ref().is_none_or(JoinHandle::is_finished) {
             let walker = Walker {
+                doorbell: self.doorbell.clone(),
                 slot: self.task.clone(),
                 service: self.service.clone(),
                 client: self.client.clone(),
@@ -126,6 +145,7 @@ impl Drop for HeadFollower {
 }
 
 struct Walker {
+    doorbell: BestRoute,
     slot: TaskSlot,
     service: String,
     client: RpcClient,
@@ -142,8 +162,14 @@ impl Walker {
     async fn run(mut self) {
         let mut tick = tokio::time::interval(self.poll);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let bell = Arc::new(tokio::sync::Notify::new());
+        let ringer = tokio::spawn(ring_on_new_heads(self.doorbell.clone(), bell.clone()));
+        let _ringer = AbortOnDrop(ringer);
         loop {
-            tick.tick().await;
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = bell.notified() => {}
+            }
             {
                 let mut slot = self.slot.lock().unwrap_or_else(|p| p.into_inner());
                 if self.sender.receiver_count() == 0 {
@@ -290,6 +316,60 @@ impl Walker {
         }
         parse_block(value).map(Some)
     }
+}
+
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Keeps a `newHeads` subscription on the best route's WebSocket and rings `bell` on every
+/// notification; reconnects a second after any failure (to whichever route is best then).
+async fn ring_on_new_heads(best: BestRoute, bell: Arc<tokio::sync::Notify>) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        if let Some(url) = best().and_then(websocket_url) {
+            let connected = tokio::time::timeout(
+                Duration::from_secs(2),
+                tokio_tungstenite::connect_async(url.as_str()),
+            )
+            .await;
+            if let Ok(Ok((mut socket, _))) = connected {
+                let subscribe = json!({"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]});
+                if socket.send(Message::Text(subscribe.to_string().into())).await.is_ok() {
+                    debug!(target: "gateway::subscribe", %url, "newHeads doorbell connected");
+                    while let Ok(Some(Ok(message))) =
+                        tokio::time::timeout(Duration::from_secs(30), socket.next()).await
+                    {
+                        if matches!(message, Message::Close(_)) {
+                            break;
+                        }
+                        if matches!(message, Message::Text(_)) {
+                            bell.notify_one();
+                        }
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A route's WebSocket URL: `http` -> `ws`, `https` -> `wss` (others have none).
+fn websocket_url(mut url: Url) -> Option<Url> {
+    let scheme = match url.scheme() {
+        "http" => "ws",
+        "https" => "wss",
+        "ws" | "wss" => return Some(url),
+        _ => return None,
+    };
+    url.set_scheme(scheme).ok()?;
+    Some(url)
 }
 
 fn parse_block(mut value: Value) -> Result<HeadBlock, String> {
@@ -538,6 +618,14 @@ mod tests {
         assert!(block.header.get("transactions").is_none());
         assert!(block.header.get("miner").is_some());
         assert!(parse_block(json!({"number": "0x1"})).is_err());
+    }
+
+    #[test]
+    fn websocket_urls_swap_the_scheme() {
+        let ws = |u: &str| websocket_url(u.parse().expect("url")).map(|u| u.to_string());
+        assert_eq!(ws("http://127.0.0.1:8545/rpc"), Some("ws://127.0.0.1:8545/rpc".into()));
+        assert_eq!(ws("https://node.example/v2"), Some("wss://node.example/v2".into()));
+        assert_eq!(ws("ftp://node.example"), None);
     }
 
     #[test]

@@ -479,7 +479,18 @@ impl<C: Connector> FailoverTransport<C> {
         if *self.shared.polls.borrow() == 0 {
             self.first_poll().await;
         }
-        let Some(judgement) = self.judge(&routes, Instant::now()) else { return Ok(routes) };
+        let mut judgement = self.judge(&routes, Instant::now());
+        if let (BlockNeed::AtLeast(n), Some(j)) = (need, &judgement)
+            && !routes.iter().any(|r| j.has_block(&r.url, n))
+            && routes.iter().any(|r| j.is_fresh(&r.url))
+        {
+            // A block just past what the polls have seen (the caller learnt of it from an
+            // answer): wait for the next poll round (at most one interval) and judge again.
+            let mut polls = self.shared.polls.subscribe();
+            let _ = tokio::time::timeout(config.poll_interval, polls.changed()).await;
+            judgement = self.judge(&routes, Instant::now());
+        }
+        let Some(judgement) = judgement else { return Ok(routes) };
         // A head served from a route since found to be ahead of the majority was a lie: the
         // caller is brought back to what the majority has (logged; the only way back).
         if let (Some(served), Some(ceiling)) = (self.shared.served.get(), judgement.ceiling)
