@@ -4,16 +4,23 @@ pragma solidity ^0.8.28;
 import {vm} from "../tests/solidity/utils/Vm.sol";
 import {RouteRegistry} from "../contracts/RouteRegistry.sol";
 import {ServiceConfig} from "../contracts/types/Service.sol";
+import {Deployments, svm} from "./Deploy.s.sol";
 
 /// @notice Applies a JSON configuration (keepers, services, endpoints) to a deployed registry, so
 /// operators never hand-craft calldata. Safe to re-run: existing services are re-configured and
-/// only endpoints beyond those already registered are added. See `config/example.json`.
+/// only endpoints beyond those already registered are added. See `config/example.json`. Numbers
+/// that do not fit their on-chain type are rejected, naming the field and the value.
 ///
 /// Environment:
 /// - `GOVERNOR_PRIVATE_KEY` (required): an account holding the governor role.
-/// - `LIFELINE_CONFIG` (default `config/example.json`): the configuration file.
-/// - `LIFELINE_REGISTRY` (default: the `registry` of `$LIFELINE_DEPLOYMENTS/<chainId>.json`,
-///   `LIFELINE_DEPLOYMENTS` defaulting to `deployments`).
+/// - `LIFELINE_CONFIG` (default `config/example.json`): the configuration file, relative to the
+///   project root and inside a directory forge may read (`fs_permissions` in foundry.toml:
+///   `config/`, `deployments/`, `target/devnet/`).
+/// - `LIFELINE_CONFIGURE_REGISTRY` (optional): the registry to configure. Without it, the
+///   registry of `$LIFELINE_DEPLOYMENTS/<chainId>.json` (`LIFELINE_DEPLOYMENTS` defaulting to
+///   `deployments`), after recording a pending deployment that is on chain (see
+///   {Deployments}). `LIFELINE_REGISTRY` (the `lifeline` command's variable) is never read
+///   here; the script prints which registry it configures and where that came from.
 ///
 ///     forge script script/Configure.s.sol --rpc-url $RPC_URL --broadcast
 contract Configure {
@@ -21,7 +28,7 @@ contract Configure {
         uint256 governorKey = vm.envUint("GOVERNOR_PRIVATE_KEY");
         string memory root = vm.projectRoot();
         string memory json = vm.readFile(string.concat(root, "/", vm.envOr("LIFELINE_CONFIG", "config/example.json")));
-        RouteRegistry registry = RouteRegistry(_registryAddress(root));
+        RouteRegistry registry = RouteRegistry(_registryAddress());
 
         vm.startBroadcast(governorKey);
         _applyKeepers(registry, json);
@@ -31,12 +38,41 @@ contract Configure {
         vm.stopBroadcast();
     }
 
-    function _registryAddress(string memory root) internal view returns (address) {
-        address fromEnv = vm.envOr("LIFELINE_REGISTRY", address(0));
-        if (fromEnv != address(0)) return fromEnv;
-        string memory dir = vm.envOr("LIFELINE_DEPLOYMENTS", "deployments");
-        string memory deployment = vm.readFile(string.concat(root, "/", dir, "/", vm.toString(block.chainid), ".json"));
-        return vm.parseJsonAddress(deployment, ".registry");
+    /// The registry to configure: `LIFELINE_CONFIGURE_REGISTRY`, else the deployment record.
+    /// Printed with its source; reverts when it has no code on this chain.
+    function _registryAddress() internal returns (address registry) {
+        string memory source;
+        registry = vm.envOr("LIFELINE_CONFIGURE_REGISTRY", address(0));
+        if (registry != address(0)) {
+            source = "LIFELINE_CONFIGURE_REGISTRY";
+        } else {
+            string memory dir = Deployments.dir();
+            registry = Deployments.recorded(dir);
+            source = Deployments.recordPath(dir);
+        }
+        Deployments.log(string.concat("configuring registry ", svm.toString(registry), " (from ", source, ")"));
+        address cliRegistry = vm.envOr("LIFELINE_REGISTRY", address(0));
+        if (cliRegistry != address(0) && cliRegistry != registry) {
+            Deployments.log(
+                string.concat(
+                    "note: LIFELINE_REGISTRY=",
+                    svm.toString(cliRegistry),
+                    " is ignored here (it is the lifeline command's); set LIFELINE_CONFIGURE_REGISTRY to configure it"
+                )
+            );
+        }
+        if (registry.code.length == 0) {
+            revert(
+                string.concat(
+                    "no contract at registry ",
+                    svm.toString(registry),
+                    " (from ",
+                    source,
+                    ") on chain ",
+                    vm.toString(block.chainid)
+                )
+            );
+        }
     }
 
     function _applyKeepers(RouteRegistry registry, string memory json) internal {
@@ -96,15 +132,29 @@ contract Configure {
     }
 
     function _config(string memory json, string memory path) internal pure returns (ServiceConfig memory c) {
-        c.chainId = uint64(vm.parseJsonUint(json, string.concat(path, ".chainId")));
-        c.targetActive = uint8(vm.parseJsonUint(json, string.concat(path, ".targetActive")));
-        c.floor = uint8(vm.parseJsonUint(json, string.concat(path, ".floor")));
-        c.minRegions = uint8(vm.parseJsonUint(json, string.concat(path, ".minRegions")));
-        c.quorum = uint8(vm.parseJsonUint(json, string.concat(path, ".quorum")));
-        c.minVantages = uint8(vm.parseJsonUint(json, string.concat(path, ".minVantages")));
-        c.maxDemotions = uint8(vm.parseJsonUint(json, string.concat(path, ".maxDemotions")));
-        c.demotionWindow = uint32(vm.parseJsonUint(json, string.concat(path, ".demotionWindow")));
-        c.cooldown = uint32(vm.parseJsonUint(json, string.concat(path, ".cooldown")));
-        c.attestationTtl = uint32(vm.parseJsonUint(json, string.concat(path, ".attestationTtl")));
+        c.chainId = uint64(_uint(json, path, ".chainId", type(uint64).max));
+        c.targetActive = uint8(_uint(json, path, ".targetActive", type(uint8).max));
+        c.floor = uint8(_uint(json, path, ".floor", type(uint8).max));
+        c.minRegions = uint8(_uint(json, path, ".minRegions", type(uint8).max));
+        c.quorum = uint8(_uint(json, path, ".quorum", type(uint8).max));
+        c.minVantages = uint8(_uint(json, path, ".minVantages", type(uint8).max));
+        c.maxDemotions = uint8(_uint(json, path, ".maxDemotions", type(uint8).max));
+        c.demotionWindow = uint32(_uint(json, path, ".demotionWindow", type(uint32).max));
+        c.cooldown = uint32(_uint(json, path, ".cooldown", type(uint32).max));
+        c.attestationTtl = uint32(_uint(json, path, ".attestationTtl", type(uint32).max));
+    }
+
+    /// The number at `path` + `field`, checked against the largest value its on-chain type holds
+    /// (never truncated: `quorum: 258` would otherwise be stored as 2).
+    function _uint(string memory json, string memory path, string memory field, uint256 max)
+        internal
+        pure
+        returns (uint256 value)
+    {
+        string memory key = string.concat(path, field);
+        value = vm.parseJsonUint(json, key);
+        if (value > max) {
+            revert(string.concat(key, " = ", vm.toString(value), " is out of range (at most ", vm.toString(max), ")"));
+        }
     }
 }

@@ -644,8 +644,11 @@ impl AnvilProcess {
                 NodeError::Fatal(format!("anvil listed {} keys, expected 10", keys.len())).into()
             );
         }
-        // Keep reading anvil's request log, so that it never blocks on a full pipe.
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        // Close the pipe now, as alloy's `Anvil` does: anvil's request log then fails to write
+        // and is skipped. A task draining it would stall anvil (full pipe) whenever the runtime
+        // that owns the task is blocked, e.g. a test waiting on `cast` on a current-thread
+        // runtime.
+        drop(lines);
         Ok(Self { child, port, chain_id: chain_id.unwrap_or(31337), keys })
     }
 

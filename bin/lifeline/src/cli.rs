@@ -33,6 +33,15 @@ pub(crate) enum Command {
 }
 
 impl Command {
+    /// The log filter when `RUST_LOG` is not set: `lifeline devnet` prints its own timeline on
+    /// stdout, so only warnings and errors from the libraries go to stderr.
+    pub(crate) fn default_log_filter(&self) -> &'static str {
+        match self {
+            Self::Devnet(_) => "warn",
+            _ => "info",
+        }
+    }
+
     /// Runs the subcommand.
     pub(crate) async fn run(self) -> eyre::Result<()> {
         match self {
@@ -53,11 +62,16 @@ pub(crate) enum LogFormat {
     Json,
 }
 
-/// Sets up `tracing` on stderr; `RUST_LOG` overrides the default `info` level.
-pub(crate) fn init_tracing(format: LogFormat) {
+/// Sets up `tracing` on stderr; `RUST_LOG` overrides `default_filter`. Colours only when
+/// stderr is a terminal (never escape codes in a log file or a pipe).
+pub(crate) fn init_tracing(format: LogFormat, default_filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi);
     match format {
         LogFormat::Human => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -75,13 +89,16 @@ pub(crate) struct RegistryOpts {
     pub(crate) registry: Address,
 }
 
-/// A service, by name (`eth-mainnet/rpc`) or by 32-byte id (`0x...`).
+/// A service, by name (`eth-mainnet/rpc`) or by 32-byte id (`0x` and 64 hex digits). Anything
+/// else that looks like hex (`0x1234`) is refused rather than hashed as a name.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceRef {
     /// What the user typed, for messages.
     pub(crate) label: String,
     /// The service id.
     pub(crate) id: B256,
+    /// Given as an id, not a name.
+    by_id: bool,
 }
 
 impl std::str::FromStr for ServiceRef {
@@ -91,12 +108,30 @@ impl std::str::FromStr for ServiceRef {
         if s.is_empty() {
             return Err("service: empty (give a name such as eth-mainnet/rpc, or a 0x id)".into());
         }
-        let id = if s.starts_with("0x") && s.len() == 66 {
-            s.parse::<B256>().map_err(|e| format!("service `{s}`: not a 32-byte hex id: {e}"))?
-        } else {
-            lifeline_bindings::service_id(s)
+        let hex = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X"));
+        let (id, by_id) = match hex {
+            Some(_) if s.len() == 66 => (
+                s.parse::<B256>()
+                    .map_err(|e| format!("service `{s}`: not a 32-byte hex id: {e}"))?,
+                true,
+            ),
+            Some(digits) if digits.bytes().all(|b| b.is_ascii_hexdigit()) => {
+                return Err(format!(
+                    "service `{s}`: a service id is 32 bytes (0x and 64 hex digits), this has {} \
+                     digits; give the whole id (`cast keccak \"<name>\"`) or the service's name",
+                    digits.len()
+                ));
+            }
+            _ => (lifeline_bindings::service_id(s), false),
         };
-        Ok(Self { label: s.to_string(), id })
+        Ok(Self { label: s.to_string(), id, by_id })
+    }
+}
+
+impl ServiceRef {
+    /// The name the user typed, unless they gave an id.
+    pub(crate) fn name(&self) -> Option<&str> {
+        (!self.by_id).then_some(&self.label)
     }
 }
 
@@ -115,6 +150,20 @@ mod tests {
         let hex = format!("0x{}", "ab".repeat(32));
         let s: ServiceRef = hex.parse().expect("parses");
         assert_eq!(s.id, B256::repeat_byte(0xab));
+        assert_eq!(s.name(), None);
+    }
+
+    #[test]
+    fn a_short_hex_id_is_refused_not_hashed() {
+        for short in ["0x1234", "0x", "0xabcdef"] {
+            let err = short.parse::<ServiceRef>().expect_err("rejects");
+            assert!(err.contains("32 bytes (0x and 64 hex digits)"), "{err}");
+            assert!(err.contains(&format!("`{short}`")), "{err}");
+        }
+        // A name that merely starts with 0x is still a name.
+        let s: ServiceRef = "0xchain/rpc".parse().expect("a name");
+        assert_eq!(s.id, lifeline_bindings::service_id("0xchain/rpc"));
+        assert_eq!(s.name(), Some("0xchain/rpc"));
     }
 
     #[test]

@@ -27,8 +27,8 @@ use lifeline_bindings::{
     registry::RouteRegistry::RouteSetChanged,
 };
 use lifeline_devnet::{
-    DEVNET_SERVICE, Devnet, DevnetOptions, Fault, KeeperOptions, RequestStream, Toolchain,
-    wait_for_routes,
+    DEVNET_SERVICE, Devnet, DevnetOptions, Fault, KeeperOptions, KeeperProcess, RequestStream,
+    Toolchain, die_with_parent, free_port, wait_for_routes,
 };
 use lifeline_gateway::{Gateway, GatewayConfig};
 
@@ -54,8 +54,36 @@ pub(crate) struct DevnetArgs {
 }
 
 impl DevnetArgs {
-    /// Runs the demo.
+    /// Runs the demo. SIGINT or SIGTERM at any point stops the keepers, the gateway and anvil
+    /// before exiting (and the kernel kills every child if this process is killed outright).
     pub(crate) async fn run(self) -> eyre::Result<()> {
+        let mut signals =
+            crate::cmd::Signals::install().wrap_err("installing the SIGINT/SIGTERM handlers")?;
+        let mut running = Running::default();
+        let outcome = tokio::select! {
+            result = self.scenario(&mut running) => result.map(|()| None),
+            signal = signals.recv() => Ok(Some(signal)),
+        };
+        if let Ok(Some(signal)) = outcome {
+            println!();
+            println!("{signal}: stopping the keepers, the gateway and anvil");
+        }
+        // A second signal while stopping: leave now (the kernel still kills every child).
+        let impatient = tokio::spawn(async move {
+            let signal = signals.recv().await;
+            eprintln!("{signal} again: exiting without waiting");
+            std::process::exit(130);
+        });
+        running.shutdown().await;
+        impatient.abort();
+        match outcome? {
+            Some(signal) if !running.holding => bail!("interrupted by {signal}"),
+            _ => Ok(()),
+        }
+    }
+
+    /// The demo itself; what must be stopped afterwards goes into `running`.
+    async fn scenario(&self, running: &mut Running) -> eyre::Result<()> {
         let clock = Instant::now();
         let toolchain = Toolchain::locate()?;
         let options = DevnetOptions {
@@ -65,13 +93,14 @@ impl DevnetArgs {
             ..Default::default()
         };
         say(clock, "starting anvil and deploying the registry with the Foundry scripts...");
-        let devnet =
-            Devnet::start(&toolchain, &options).await.wrap_err("bringing the devnet up")?;
+        let devnet = &*running
+            .devnet
+            .insert(Devnet::start(&toolchain, &options).await.wrap_err("bringing the devnet up")?);
         say(clock, &format!("chain    {} (chain id {})", devnet.rpc_url(), devnet.chain_id()));
         say(clock, &format!("registry {}", devnet.registry()));
         if self.config.is_some() {
             say(clock, "configuration applied; no keepers or outage with --config");
-            return self.hold_or_exit(&devnet, None).await;
+            return self.hold(devnet, None, &[], &mut running.holding).await;
         }
         for (i, proxy) in devnet.proxies().iter().enumerate() {
             say(
@@ -81,22 +110,29 @@ impl DevnetArgs {
         }
 
         let lifeline = std::env::current_exe().wrap_err("locating the lifeline binary")?;
-        let keeper_options =
-            KeeperOptions { probe_interval_ms: self.probe_interval_ms, ..Default::default() };
-        let mut keepers = Vec::new();
+        let mut metrics = Vec::new();
         for k in 1..=usize::from(self.keepers) {
+            // Each keeper its own metrics port (they would all default to 9464).
+            let port = free_port()?;
+            let keeper_options = KeeperOptions {
+                probe_interval_ms: self.probe_interval_ms,
+                metrics_port: Some(port),
+                ..Default::default()
+            };
             let config = devnet.keeper_config(&toolchain, k, &keeper_options)?;
             let process = devnet.spawn_keeper(&toolchain, &lifeline, k, &config)?;
+            let log = process.log();
             say(
                 clock,
                 &format!(
-                    "keeper {k}  {} (pid {}, log {})",
+                    "keeper {k}  {} (pid {}, metrics http://127.0.0.1:{port}/metrics, log {})",
                     devnet.account(k).address(),
                     process.pid().unwrap_or_default(),
-                    process.log().display()
+                    log.strip_prefix(toolchain.root()).unwrap_or(log).display()
                 ),
             );
-            keepers.push(process);
+            running.keepers.push(process);
+            metrics.push(format!("http://127.0.0.1:{port}/metrics"));
         }
 
         let reader = ProviderBuilder::new().connect_http(devnet.rpc_url().parse()?);
@@ -122,7 +158,7 @@ impl DevnetArgs {
             ProviderBuilder::new().connect_client(RpcClient::new(transport.clone(), false));
         let load = RequestStream::start(client, Duration::from_millis(20));
         say(clock, "client   streaming eth_blockNumber every 20 ms through the failover transport");
-        let gateway = start_gateway(&devnet).await?;
+        let gateway = &*running.gateway.insert(start_gateway(devnet).await?);
         say(
             clock,
             &format!(
@@ -164,7 +200,7 @@ impl DevnetArgs {
             let head = reader.get_block_number().await?;
             while !flagged && next_block <= head {
                 if let Some((keeper, block)) =
-                    first_flag(&reader, &devnet, next_block, victim).await?
+                    first_flag(&reader, devnet, next_block, victim).await?
                 {
                     flagged = true;
                     step(
@@ -239,40 +275,89 @@ impl DevnetArgs {
             say(clock, &format!("cast     last error: {e}"));
         }
         drop(cast);
-        let result = self.hold_or_exit(&devnet, Some(&gateway)).await;
-        gateway.shutdown().await;
-        for keeper in &mut keepers {
-            keeper.stop(Duration::from_secs(3));
-        }
-        result
+        self.hold(devnet, Some(gateway), &metrics, &mut running.holding).await
     }
 
-    async fn hold_or_exit(&self, devnet: &Devnet, gateway: Option<&Gateway>) -> eyre::Result<()> {
+    /// With `--hold`, prints how to explore the devnet and waits (for the signal that `run`
+    /// listens to); without, returns at once.
+    async fn hold(
+        &self,
+        devnet: &Devnet,
+        gateway: Option<&Gateway>,
+        metrics: &[String],
+        holding: &mut bool,
+    ) -> eyre::Result<()> {
         if !self.hold {
             return Ok(());
         }
         println!();
-        println!("holding (Ctrl-C stops everything). Explore:");
         println!(
-            "  export LIFELINE_RPC_URL={} LIFELINE_REGISTRY={}",
+            "holding (Ctrl-C or SIGTERM stops everything). Explore, from the repository root:"
+        );
+        println!("  export PATH=$PWD/node_modules/.bin:$PATH   # cast, forge and anvil 1.7.1");
+        println!(
+            "  export LIFELINE_RPC_URL={} LIFELINE_REGISTRY={}   # read by lifeline, not by the Foundry scripts",
             devnet.rpc_url(),
             devnet.registry()
         );
-        println!("  cargo run -q -p lifeline -- routes --service eth-devnet/rpc");
+        println!(
+            "  cargo run -q -p lifeline -- routes --service {DEVNET_SERVICE}   # or `lifeline routes ...` after `cargo install --path bin/lifeline`"
+        );
+        println!(
+            "  cast call $LIFELINE_REGISTRY 'authorisedRoutes(bytes32)((uint32,uint64,bool,(uint16,string,string,string,uint32,bool)[]))' $(cast keccak {DEVNET_SERVICE}) --rpc-url $LIFELINE_RPC_URL"
+        );
         if let Some(gateway) = gateway {
             println!("  # any JSON-RPC client, through the gateway (HTTP and WebSocket):");
-            println!(
-                "  node_modules/.bin/cast block-number --rpc-url {}",
-                gateway.http_url(DEVNET_SERVICE)
-            );
+            println!("  cast block-number --rpc-url {}", gateway.http_url(DEVNET_SERVICE));
             println!("  # WebSocket: {}", gateway.ws_url(DEVNET_SERVICE));
             println!("  curl -s http://{}/routes", gateway.admin_addr());
         }
-        println!(
-            "  node_modules/.bin/cast call $LIFELINE_REGISTRY 'serviceIds()(bytes32[])' --rpc-url $LIFELINE_RPC_URL"
-        );
-        crate::cmd::wait_for_signal().await;
+        if !metrics.is_empty() {
+            println!("  # keeper metrics: {}", metrics.join(" "));
+        }
+        *holding = true;
+        std::future::pending::<()>().await;
         Ok(())
+    }
+}
+
+/// What a devnet run started and must stop, whichever way it ends.
+#[derive(Default)]
+struct Running {
+    devnet: Option<Devnet>,
+    keepers: Vec<KeeperProcess>,
+    gateway: Option<Gateway>,
+    /// The scenario finished and `--hold` was waiting for a signal.
+    holding: bool,
+}
+
+impl Running {
+    /// Stops the keepers (SIGTERM, then SIGKILL after 2 s) and the gateway (at most 3 s)
+    /// together, then anvil. Waits on tasks, never blocking a runtime thread.
+    async fn shutdown(&mut self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        for keeper in &self.keepers {
+            keeper.terminate();
+        }
+        let gateway = self.gateway.take();
+        let keepers = &mut self.keepers;
+        tokio::join!(
+            async {
+                for keeper in keepers.iter_mut() {
+                    keeper
+                        .shutdown(deadline.saturating_duration_since(tokio::time::Instant::now()))
+                        .await;
+                }
+            },
+            async {
+                if let Some(gateway) = gateway {
+                    let _ = tokio::time::timeout(Duration::from_secs(3), gateway.shutdown()).await;
+                }
+            }
+        );
+        if let Some(devnet) = self.devnet.take() {
+            devnet.shutdown().await;
+        }
     }
 }
 
@@ -364,16 +449,16 @@ impl CastReader {
         let shared = counts.clone();
         let task = tokio::spawn(async move {
             loop {
-                let output = tokio::process::Command::new(&cast)
+                let mut command = tokio::process::Command::new(&cast);
+                command
                     .args([
                         "balance",
                         "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
                         "--rpc-url",
                         &url,
                     ])
-                    .kill_on_drop(true)
-                    .output()
-                    .await;
+                    .kill_on_drop(true);
+                let output = die_with_parent(&mut command).output().await;
                 let failure = match output {
                     Ok(out) if out.status.success() => None,
                     Ok(out) => Some(String::from_utf8_lossy(&out.stderr).trim().to_string()),

@@ -1,11 +1,20 @@
 //! `lifeline routes`: what a service's clients are authorised to use right now, and why.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use alloy::providers::ProviderBuilder;
+use alloy::{
+    primitives::{Address, B256},
+    providers::{Provider, ProviderBuilder},
+    rpc::types::Filter,
+    sol_types::{SolEvent, SolInterface},
+};
 use clap::Args;
-use eyre::WrapErr;
-use lifeline_bindings::{RegistryClient, client::Status};
+use eyre::{WrapErr, eyre};
+use lifeline_bindings::{
+    RegistryClient,
+    client::{EndpointState, Status},
+    registry::RouteRegistry::{RouteRegistryErrors, ServiceCreated},
+};
 
 use crate::cli::{RegistryOpts, ServiceRef};
 
@@ -14,7 +23,8 @@ use crate::cli::{RegistryOpts, ServiceRef};
 pub(crate) struct RoutesArgs {
     #[command(flatten)]
     registry: RegistryOpts,
-    /// The service, by name (e.g. eth-devnet/rpc) or 0x id.
+    /// The service, by name (e.g. eth-devnet/rpc) or by its whole 32-byte id (0x and 64 hex
+    /// digits: `cast keccak "<name>"`).
     #[arg(long, env = "LIFELINE_SERVICE")]
     service: ServiceRef,
     /// Print JSON instead of a table.
@@ -31,71 +41,264 @@ impl RoutesArgs {
             .parse()
             .wrap_err_with(|| format!("--rpc-url `{}` is not a URL", self.registry.rpc_url))?;
         let provider = ProviderBuilder::new().connect_http(url);
-        let client = RegistryClient::new(self.registry.registry, provider);
+        let client = RegistryClient::new(self.registry.registry, provider.clone());
         let context = || {
             format!(
                 "reading service `{}` from registry {} at {}",
                 self.service.label, self.registry.registry, self.registry.rpc_url
             )
         };
-        let set = client.routes(self.service.id).await.wrap_err_with(context)?;
-        let service = client.service(self.service.id).await.wrap_err_with(context)?;
-        let endpoints = client.endpoints(self.service.id).await.wrap_err_with(context)?;
+        let read = async {
+            let set = client.routes(self.service.id).await?;
+            let service = client.service(self.service.id).await?;
+            let endpoints = client.endpoints(self.service.id).await?;
+            Ok::<_, lifeline_bindings::Error>((set, service, endpoints))
+        };
+        let (set, service, endpoints) = match read.await {
+            Ok(read) => read,
+            Err(lifeline_bindings::Error::Revert(RouteRegistryErrors::UnknownService(_))) => {
+                let known = service_names(&provider, self.registry.registry, None).await;
+                return Err(eyre!(
+                    "service `{}` (id {}) is not registered in registry {}{}",
+                    self.service.label,
+                    self.service.id,
+                    self.registry.registry,
+                    match known {
+                        Some(names) if !names.is_empty() => {
+                            format!("; registered: {}", names.join(", "))
+                        }
+                        _ => String::new(),
+                    }
+                ));
+            }
+            Err(e) => return Err(registry_error(e).wrap_err(context())),
+        };
+        let name = match self.service.name() {
+            Some(name) => Some(name.to_string()),
+            None => service_names(&provider, self.registry.registry, Some(self.service.id))
+                .await
+                .and_then(|names| names.into_iter().next()),
+        };
 
         if self.json {
-            let out = serde_json::json!({ "service": self.service.id, "routeSet": set, "endpoints": endpoints });
-            println!("{}", serde_json::to_string_pretty(&out)?);
-            return Ok(());
+            let out = serde_json::json!({
+                "service": self.service.id,
+                "name": name,
+                "routeSet": set,
+                "endpoints": endpoints,
+            });
+            return emit(&format!("{}\n", serde_json::to_string_pretty(&out)?));
         }
 
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let age = now.saturating_sub(set.last_attested);
-        println!("service   {} ({})", self.service.label, self.service.id);
-        println!(
-            "epoch     {}   last attestation {}s ago{}",
-            set.epoch,
-            age,
-            if set.stale { "  STALE: keepers silent, set is fail-static" } else { "" }
+        let mut out = format!(
+            "service   {} ({})\n",
+            name.as_deref().unwrap_or("name not found in the registry's events"),
+            self.service.id
         );
-        println!(
-            "routes    {} authorised (target {}, floor {}, quorum {} keepers)",
+        out += &format!(
+            "epoch     {}   last attestation {}\n",
+            set.epoch,
+            if set.last_attested == 0 { "never".to_string() } else { format!("{age}s ago") }
+        );
+        if set.stale {
+            out += "          STALE: keepers silent, the set is fail-static\n";
+        }
+        out += &format!(
+            "routes    {} authorised (target {}, floor {}, quorum {} keepers)\n\n",
             set.routes.len(),
             service.config.targetActive,
             service.config.floor,
             service.config.quorum
         );
-        println!();
-        println!(
-            "{:>3}  {:<8} {:<22} {:<40} {:<10} {:<12} {:>8}  {:>5}",
-            "ID", "STATE", "NOTE", "URL", "REGION", "PROVIDER", "LATENCY", "VOTES"
-        );
-        for e in &endpoints {
-            let note = match e.status {
-                Status::Active if e.degraded => "DEGRADED (kept)".to_string(),
-                Status::Active => "serving".to_string(),
-                Status::Standby if e.ready => "ready to promote".to_string(),
-                Status::Standby => "awaiting healthy quorum".to_string(),
-                Status::Demoted if e.cooldown_until > now => {
-                    format!("cooling down {}s", e.cooldown_until - now)
-                }
-                Status::Demoted => "awaiting healthy quorum".to_string(),
-                Status::Retired => "retired".to_string(),
-            };
-            println!(
-                "{:>3}  {:<8} {:<22} {:<40} {:<10} {:<12} {:>6}ms  {:>2}/{:<2}",
-                e.id,
-                e.status.to_string(),
-                note,
-                e.url,
-                e.region,
-                e.provider,
-                e.latency_ms,
-                e.down_votes.count_ones(),
-                e.up_votes.count_ones()
-            );
+        out += &table(&endpoints, now);
+        out += "\nVOTES = keepers voting unhealthy / healthy under the current keeper set\n";
+        emit(&out)
+    }
+}
+
+/// Writes `text` to stdout; a reader that went away (`| head`) is not an error.
+fn emit(text: &str) -> eyre::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            Err(eyre::Report::new(e).wrap_err("writing to stdout"))
         }
-        println!();
-        println!("VOTES = keepers voting unhealthy / healthy under the current keeper set");
-        Ok(())
+        _ => Ok(()),
+    }
+}
+
+/// The endpoint table, each column as wide as its widest cell.
+fn table(endpoints: &[EndpointState], now: u64) -> String {
+    const HEADER: [&str; 8] =
+        ["ID", "STATE", "NOTE", "URL", "REGION", "PROVIDER", "LATENCY", "VOTES"];
+    // Right-aligned: the numbers.
+    const RIGHT: [bool; 8] = [true, false, false, false, false, false, true, true];
+    let mut rows: Vec<[String; 8]> = vec![HEADER.map(String::from)];
+    for e in endpoints {
+        let note = match e.status {
+            _ if unusable(&e.url).is_some() => {
+                format!("UNUSABLE: {}", unusable(&e.url).unwrap_or_default())
+            }
+            Status::Active if e.degraded => "DEGRADED (kept)".to_string(),
+            Status::Active => "serving".to_string(),
+            Status::Standby if e.ready => "ready to promote".to_string(),
+            Status::Standby => "awaiting healthy quorum".to_string(),
+            Status::Demoted if e.cooldown_until > now => {
+                format!("cooling down {}s", e.cooldown_until - now)
+            }
+            Status::Demoted => "awaiting healthy quorum".to_string(),
+            Status::Retired => "retired".to_string(),
+        };
+        rows.push([
+            e.id.to_string(),
+            e.status.to_string(),
+            note,
+            e.url.clone(),
+            e.region.clone(),
+            e.provider.clone(),
+            format!("{}ms", e.latency_ms),
+            format!("{}/{}", e.down_votes.count_ones(), e.up_votes.count_ones()),
+        ]);
+    }
+    let mut widths = [0usize; 8];
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let cells: Vec<String> = row
+            .iter()
+            .zip(widths.iter().zip(RIGHT))
+            .map(
+                |(cell, (&width, right))| {
+                    if right { format!("{cell:>width$}") } else { format!("{cell:<width$}") }
+                },
+            )
+            .collect();
+        out.push_str(cells.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Why clients cannot use an endpoint URL registered on chain, if they cannot.
+fn unusable(url: &str) -> Option<String> {
+    match url.parse::<alloy::transports::http::reqwest::Url>() {
+        Err(e) => Some(format!("URL does not parse ({e})")),
+        Ok(u) if !matches!(u.scheme(), "http" | "https" | "ws" | "wss") => {
+            Some(format!("scheme `{}` is not http(s) or ws(s)", u.scheme()))
+        }
+        Ok(_) => None,
+    }
+}
+
+/// Names of the registry's services (of `only` if given), from their `ServiceCreated` events;
+/// `None` when the logs cannot be read within 5 s (some RPCs refuse long ranges).
+async fn service_names<P: Provider>(
+    provider: &P,
+    registry: Address,
+    only: Option<B256>,
+) -> Option<Vec<String>> {
+    let mut filter = Filter::new()
+        .address(registry)
+        .event_signature(ServiceCreated::SIGNATURE_HASH)
+        .from_block(0);
+    if let Some(id) = only {
+        filter = filter.topic1(id);
+    }
+    let logs = tokio::time::timeout(Duration::from_secs(5), provider.get_logs(&filter))
+        .await
+        .ok()?
+        .ok()?;
+    Some(
+        logs.iter()
+            .filter_map(|log| ServiceCreated::decode_log_data(log.data()).ok())
+            .map(|event| event.name)
+            .collect(),
+    )
+}
+
+/// A bindings error with its whole cause chain kept as sources (so that e.g. "Connection
+/// refused" is printed, once), and a revert by its error's signature rather than Debug output.
+fn registry_error(err: lifeline_bindings::Error) -> eyre::Report {
+    match err {
+        lifeline_bindings::Error::Contract(inner) => {
+            eyre::Report::new(inner).wrap_err("registry call failed")
+        }
+        lifeline_bindings::Error::Transport(inner) => {
+            eyre::Report::new(inner).wrap_err("RPC request failed")
+        }
+        lifeline_bindings::Error::Revert(revert) => {
+            let selector = revert.selector();
+            eyre!(
+                "the registry rejected the call: {}",
+                RouteRegistryErrors::signature_by_selector(selector).map_or_else(
+                    || format!("error 0x{}", alloy::hex::encode(selector)),
+                    String::from
+                )
+            )
+        }
+        other => eyre::Report::new(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn endpoint(id: u16, url: &str, region: &str, status: Status) -> EndpointState {
+        EndpointState {
+            id,
+            status,
+            ready: false,
+            degraded: false,
+            latency_ms: 12,
+            cooldown_until: 0,
+            down_votes: 0,
+            up_votes: 0b11,
+            url: url.into(),
+            region: region.into(),
+            provider: "node-a".into(),
+            operator: Address::ZERO,
+        }
+    }
+
+    #[test]
+    fn table_columns_line_up_whatever_the_cell_widths() {
+        let text = table(
+            &[
+                endpoint(0, "http://127.0.0.1:1", "eu", Status::Active),
+                endpoint(
+                    11,
+                    "https://a-very-long-endpoint-name.example.org/some/long/path",
+                    "ap-southeast-2",
+                    Status::Standby,
+                ),
+            ],
+            0,
+        );
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        // Every column starts at the same offset on every line.
+        for word in ["STATE", "NOTE", "URL", "REGION", "PROVIDER"] {
+            let col = lines[0].find(word).expect("header");
+            for line in &lines[1..] {
+                assert_eq!(&line[col - 2..col], "  ", "column {word} starts at {col}:\n{text}");
+                assert_ne!(line.as_bytes()[col], b' ', "column {word}:\n{text}");
+            }
+        }
+    }
+
+    #[test]
+    fn an_unparsable_url_is_shown_unusable() {
+        let text = table(&[endpoint(0, "not a url", "eu", Status::Standby)], 0);
+        assert!(text.contains("UNUSABLE: URL does not parse"), "{text}");
+        assert!(unusable("ftp://x").is_some_and(|r| r.contains("scheme `ftp`")));
+        assert_eq!(unusable("http://127.0.0.1:8545"), None);
     }
 }

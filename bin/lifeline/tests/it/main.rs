@@ -4,6 +4,7 @@
 
 mod chaos;
 mod cli;
+mod devnet_signals;
 mod gateway;
 mod keeper_startup;
 mod pipeline;

@@ -1,7 +1,10 @@
 //! `script/Deploy.s.sol` and `script/Configure.s.sol` run with `forge script --broadcast`
-//! against a real anvil; the result is read back with `cast`.
+//! against a real anvil; the result is read back with `cast`. Bad input and failed broadcasts
+//! change nothing: an out-of-range number is refused naming its field, a deployment that did not
+//! land is never recorded, and `LIFELINE_REGISTRY` (the `lifeline` command's) never steers
+//! Configure.s.sol.
 
-use std::process::Command;
+use std::{path::PathBuf, process::Command};
 
 use lifeline_bindings::service_id;
 use lifeline_devnet::{Devnet, DevnetOptions, Toolchain};
@@ -76,6 +79,153 @@ async fn deploy_and_configure_scripts_broadcast_and_read_back_with_cast() -> eyr
         &[id.to_string(), "4".into()],
     );
     assert!(count.is_err(), "no endpoint added twice");
+    Ok(())
+}
+
+/// `forge script <script>` against the devnet from the repository root, with only `env` among
+/// the scripts' variables; (success, stdout + stderr).
+fn forge_script(
+    toolchain: &Toolchain,
+    devnet: &Devnet,
+    script: &str,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> eyre::Result<(bool, String)> {
+    let mut command = Command::new(toolchain.forge());
+    command
+        .current_dir(toolchain.root())
+        .args(["script", script, "--rpc-url", &devnet.rpc_url()])
+        .args(extra);
+    for var in [
+        "LIFELINE_REGISTRY",
+        "LIFELINE_CONFIGURE_REGISTRY",
+        "LIFELINE_DEPLOYMENTS",
+        "LIFELINE_CONFIG",
+        "LIFELINE_ADMIN",
+        "LIFELINE_GUARDIAN",
+    ] {
+        command.env_remove(var);
+    }
+    let output = command.envs(env.iter().map(|(k, v)| (*k, v.as_str()))).output()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    Ok((output.status.success(), text))
+}
+
+fn hex_key(devnet: &Devnet, account: usize) -> String {
+    alloy::hex::encode_prefixed(devnet.account(account).to_bytes())
+}
+
+/// The devnet's deployment records directory, relative to the repository root.
+fn deployments(devnet: &Devnet) -> String {
+    let port = devnet.rpc_url().rsplit(':').next().unwrap_or_default().to_string();
+    format!("target/devnet/{port}")
+}
+
+#[tokio::test]
+async fn configure_rejects_out_of_range_numbers_naming_field_and_value() -> eyre::Result<()> {
+    let toolchain = Toolchain::locate()?;
+    let devnet = Devnet::start(&toolchain, &example_config()).await?;
+
+    // config/example.json with quorum 258 (a uint8 on chain: it used to be stored as 2) and a
+    // new service name, so that nothing else would change.
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        toolchain.root().join("config/example.json"),
+    )?)?;
+    config["services"][0]["name"] = "eth-range/rpc".into();
+    config["services"][0]["config"]["quorum"] = 258.into();
+    let path = PathBuf::from(deployments(&devnet)).join("quorum-258.json");
+    std::fs::write(toolchain.root().join(&path), serde_json::to_string(&config)?)?;
+
+    let err =
+        devnet.configure(&toolchain, &path).await.expect_err("Configure.s.sol refuses quorum 258");
+    let text = err.to_string();
+    assert!(
+        text.contains(".services[0].config.quorum = 258 is out of range (at most 255)"),
+        "{text}"
+    );
+    let ids = cast_call(&toolchain, &devnet, "serviceIds()(bytes32[])", &[])?;
+    assert!(!ids.contains(&service_id("eth-range/rpc").to_string()), "not created: {ids}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn failed_deploy_keeps_the_record_and_lifeline_registry_never_steers_configure()
+-> eyre::Result<()> {
+    let toolchain = Toolchain::locate()?;
+    let devnet = Devnet::start(&toolchain, &example_config()).await?;
+    let dir = deployments(&devnet);
+    let record = toolchain.root().join(&dir).join(format!("{}.json", devnet.chain_id()));
+    let before = std::fs::read_to_string(&record)?;
+    assert!(before.contains(&devnet.registry().to_string()), "{before}");
+
+    // A broadcast that fails (the deployer has no ether) leaves the record as it was.
+    let unfunded = format!("0x{}", "11".repeat(32));
+    let (ok, output) = forge_script(
+        &toolchain,
+        &devnet,
+        "script/Deploy.s.sol",
+        &["--broadcast", "--slow"],
+        &[("DEPLOYER_PRIVATE_KEY", unfunded), ("LIFELINE_DEPLOYMENTS", dir.clone())],
+    )?;
+    assert!(!ok || output.contains("Insufficient funds"), "the broadcast fails:\n{output}");
+    assert_eq!(std::fs::read_to_string(&record)?, before, "record unchanged:\n{output}");
+    // Nothing to record: the pending deployment has no code.
+    let (ok, output) = forge_script(
+        &toolchain,
+        &devnet,
+        "script/Deploy.s.sol",
+        &["--sig", "record()"],
+        &[("LIFELINE_DEPLOYMENTS", dir.clone())],
+    )?;
+    assert!(!ok, "record() refuses a deployment without code:\n{output}");
+    assert!(output.contains("nothing recorded"), "{output}");
+    assert_eq!(std::fs::read_to_string(&record)?, before, "record unchanged:\n{output}");
+
+    // A shell set up by `lifeline devnet --hold` exports LIFELINE_REGISTRY: Configure.s.sol
+    // ignores it, says so, and configures the recorded registry.
+    let elsewhere = "0x000000000000000000000000000000000000dEaD";
+    let (ok, output) = forge_script(
+        &toolchain,
+        &devnet,
+        "script/Configure.s.sol",
+        &["--broadcast", "--slow"],
+        &[
+            ("GOVERNOR_PRIVATE_KEY", hex_key(&devnet, 0)),
+            ("LIFELINE_DEPLOYMENTS", dir.clone()),
+            ("LIFELINE_REGISTRY", elsewhere.into()),
+        ],
+    )?;
+    assert!(ok, "{output}");
+    assert!(
+        output.contains(&format!(
+            "configuring registry {} (from {dir}/{}.json)",
+            devnet.registry(),
+            devnet.chain_id()
+        )),
+        "{output}"
+    );
+    assert!(
+        output.contains(&format!("note: LIFELINE_REGISTRY={elsewhere} is ignored")),
+        "{output}"
+    );
+
+    // LIFELINE_CONFIGURE_REGISTRY does steer it, and an address without code is refused.
+    let (ok, output) = forge_script(
+        &toolchain,
+        &devnet,
+        "script/Configure.s.sol",
+        &["--broadcast", "--slow"],
+        &[
+            ("GOVERNOR_PRIVATE_KEY", hex_key(&devnet, 0)),
+            ("LIFELINE_CONFIGURE_REGISTRY", elsewhere.into()),
+        ],
+    )?;
+    assert!(!ok, "{output}");
+    assert!(output.contains(&format!("no contract at registry {elsewhere}")), "{output}");
     Ok(())
 }
 
