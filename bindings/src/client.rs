@@ -56,12 +56,15 @@ pub enum Status {
 }
 
 impl Status {
-    fn from_raw(raw: u8) -> Self {
+    /// The contract's `EndpointStatus`; `None` for a value these bindings do not know (a slot
+    /// not in use, or a status newer than the bindings): never guessed.
+    pub fn from_raw(raw: u8) -> Option<Self> {
         match raw {
-            2 => Self::Active,
-            3 => Self::Demoted,
-            4 => Self::Retired,
-            _ => Self::Standby,
+            1 => Some(Self::Standby),
+            2 => Some(Self::Active),
+            3 => Some(Self::Demoted),
+            4 => Some(Self::Retired),
+            _ => None,
         }
     }
 }
@@ -161,7 +164,8 @@ impl<P: Provider> RegistryClient<P> {
         for (id, e) in views {
             out.push(EndpointState {
                 id,
-                status: Status::from_raw(e.status),
+                status: Status::from_raw(e.status)
+                    .ok_or(crate::Error::UnknownStatus { endpoint: id, status: e.status })?,
                 ready: e.ready,
                 degraded: e.degraded,
                 latency_ms: e.latencyMs,

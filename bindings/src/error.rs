@@ -2,7 +2,7 @@
 //! custom errors ([`RouteRegistryErrors`]) so that callers see `WrongEpoch { signed: 3, current: 4 }`
 //! instead of revert bytes.
 
-use alloy::{contract, transports::TransportError};
+use alloy::{contract, sol_types::SolInterface, transports::TransportError};
 
 use crate::registry::RouteRegistry::RouteRegistryErrors;
 
@@ -13,11 +13,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The registry reverted with one of its custom errors.
-    #[error("the registry rejected the call: {0:?}")]
+    #[error("the registry rejected the call: {}", describe_revert(.0))]
     Revert(RouteRegistryErrors),
     /// A contract call failed for another reason (e.g. no contract at the address).
     #[error("registry call failed: {0}")]
-    Contract(contract::Error),
+    Contract(#[source] contract::Error),
+    /// An endpoint has a status these bindings do not know (newer contract?).
+    #[error("endpoint {endpoint} has status {status}, unknown to these bindings (upgrade them)")]
+    UnknownStatus {
+        /// The endpoint.
+        endpoint: u16,
+        /// The raw status.
+        status: u8,
+    },
     /// The RPC endpoint could not be reached or answered with an error.
     #[error("rpc request failed: {0}")]
     Transport(#[from] TransportError),
@@ -43,6 +51,30 @@ impl Error {
             Self::Revert(e) => Some(e),
             _ => None,
         }
+    }
+}
+
+/// A registry revert in one line, its fields by name (never Debug output).
+pub fn describe_revert(err: &RouteRegistryErrors) -> String {
+    use RouteRegistryErrors as E;
+    match err {
+        E::WrongEpoch(e) => format!("WrongEpoch (signed {}, current {})", e.signed, e.current),
+        E::WrongConfigVersion(e) => {
+            format!("WrongConfigVersion (signed {}, current {})", e.signed, e.current)
+        }
+        E::NonceTooLow(e) => format!("NonceTooLow (nonce {}, last {})", e.nonce, e.lastNonce),
+        E::NotKeeper(e) => format!("NotKeeper ({})", e.signer),
+        E::AttestationExpired(e) => {
+            format!("AttestationExpired (deadline {}, now {})", e.deadline, e.nowTs)
+        }
+        E::DeadlineTooFar(e) => {
+            format!("DeadlineTooFar (deadline {}, max {})", e.deadline, e.maxDeadline)
+        }
+        E::UnknownService(e) => format!("UnknownService ({})", e.serviceId),
+        E::UnknownEndpoint(e) => format!("UnknownEndpoint ({} of {})", e.endpoint, e.serviceId),
+        other => RouteRegistryErrors::name_by_selector(other.selector())
+            .unwrap_or("unknown error")
+            .to_string(),
     }
 }
 

@@ -605,13 +605,7 @@ impl Pipeline {
 /// The contract's `EndpointStatus`; `None` for a value these bindings do not know (never
 /// guessed as standby).
 fn status(raw: u8) -> Option<Status> {
-    match raw {
-        1 => Some(Status::Standby),
-        2 => Some(Status::Active),
-        3 => Some(Status::Demoted),
-        4 => Some(Status::Retired),
-        _ => None,
-    }
+    Status::from_raw(raw)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

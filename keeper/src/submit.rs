@@ -26,7 +26,6 @@ use alloy::{
     primitives::{Address, B256, TxHash},
     providers::{DynProvider, Provider},
     signers::local::PrivateKeySigner,
-    sol_types::SolInterface,
     transports::http::reqwest::Url,
 };
 use lifeline_bindings::{
@@ -150,29 +149,7 @@ pub fn classify_rejection(code: i64, message: &str) -> Rejection {
     }
 }
 
-/// A registry revert in one line, its fields by name (never Debug output).
-pub fn describe_revert(err: &RouteRegistryErrors) -> String {
-    use RouteRegistryErrors as E;
-    match err {
-        E::WrongEpoch(e) => format!("WrongEpoch (signed {}, current {})", e.signed, e.current),
-        E::WrongConfigVersion(e) => {
-            format!("WrongConfigVersion (signed {}, current {})", e.signed, e.current)
-        }
-        E::NonceTooLow(e) => format!("NonceTooLow (nonce {}, last {})", e.nonce, e.lastNonce),
-        E::NotKeeper(e) => format!("NotKeeper ({})", e.signer),
-        E::AttestationExpired(e) => {
-            format!("AttestationExpired (deadline {}, now {})", e.deadline, e.nowTs)
-        }
-        E::DeadlineTooFar(e) => {
-            format!("DeadlineTooFar (deadline {}, max {})", e.deadline, e.maxDeadline)
-        }
-        E::UnknownService(e) => format!("UnknownService ({})", e.serviceId),
-        E::UnknownEndpoint(e) => format!("UnknownEndpoint ({} of {})", e.endpoint, e.serviceId),
-        other => RouteRegistryErrors::name_by_selector(other.selector())
-            .unwrap_or("unknown error")
-            .to_string(),
-    }
-}
+pub use lifeline_bindings::error::describe_revert;
 
 /// Signs and submits attestations for one keeper key.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use alloy::{
     primitives::{Address, B256},
     providers::{Provider, ProviderBuilder},
     rpc::types::Filter,
-    sol_types::{SolEvent, SolInterface},
+    sol_types::SolEvent,
 };
 use clap::Args;
 use eyre::{WrapErr, eyre};
@@ -233,16 +233,7 @@ fn registry_error(err: lifeline_bindings::Error) -> eyre::Report {
         lifeline_bindings::Error::Transport(inner) => {
             eyre::Report::new(inner).wrap_err("RPC request failed")
         }
-        lifeline_bindings::Error::Revert(revert) => {
-            let selector = revert.selector();
-            eyre!(
-                "the registry rejected the call: {}",
-                RouteRegistryErrors::signature_by_selector(selector).map_or_else(
-                    || format!("error 0x{}", alloy::hex::encode(selector)),
-                    String::from
-                )
-            )
-        }
+        revert @ lifeline_bindings::Error::Revert(_) => eyre!("{revert}"),
         other => eyre::Report::new(other),
     }
 }
