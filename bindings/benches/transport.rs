@@ -47,6 +47,7 @@ async fn main() -> eyre::Result<()> {
             latency_ms: 1,
             degraded: false,
         }],
+        ..Default::default()
     });
     let failover = ProviderBuilder::new().connect_client(RpcClient::new(transport, false));
 

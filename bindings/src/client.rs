@@ -2,7 +2,8 @@
 //! each endpoint, as plain Rust types.
 
 use alloy::{
-    primitives::{Address, B256},
+    eips::BlockId,
+    primitives::{Address, B256, keccak256},
     providers::Provider,
 };
 use serde::Serialize;
@@ -29,10 +30,24 @@ pub struct Route {
     pub degraded: bool,
 }
 
+/// A block of the registry chain: its number and hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub struct BlockRef {
+    /// Block number.
+    pub number: u64,
+    /// Block hash.
+    pub hash: B256,
+}
+
 /// The authorised route set of a service at one epoch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+///
+/// A set is identified by its epoch and its [`content_hash`](Self::content_hash), not by its
+/// epoch alone: after a reorganisation of the registry chain the canonical set may carry the
+/// same epoch as a set that no longer exists, with other routes.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct RouteSet {
-    /// Topology epoch: increases with every change of the set, and only then.
+    /// Topology epoch: increases with every change of the set, and only then (on one chain: a
+    /// reorganisation can bring it back, see [`after_reorg`](Self::after_reorg)).
     pub epoch: u32,
     /// Unix time of the last attestation the registry accepted for the service.
     pub last_attested: u64,
@@ -40,6 +55,36 @@ pub struct RouteSet {
     pub stale: bool,
     /// The active routes, by endpoint index.
     pub routes: Vec<Route>,
+    /// The block the set was read at ([`RegistryClient::routes_at`], and every set a
+    /// [`RouteSetWatcher`](crate::watch::RouteSetWatcher) yields); `None` for a set read at
+    /// `latest` ([`RegistryClient::routes`]) or built by hand.
+    pub block: Option<BlockRef>,
+    /// The registry chain reorganised since the previous set a watcher yielded, and this set is
+    /// the canonical one now: it replaces a set the reorganisation removed, so its epoch may be
+    /// lower than or equal to that set's. [`FailoverTransport::apply`] takes such a set whatever
+    /// its epoch; it never goes back to a lower or equal epoch otherwise.
+    ///
+    /// [`FailoverTransport::apply`]: crate::transport::FailoverTransport::apply
+    pub after_reorg: bool,
+}
+
+impl RouteSet {
+    /// What the set routes to: keccak256 over each route's id, URL, region, provider and
+    /// `degraded` flag, in order. Latencies, `last_attested`, `stale`, the epoch and the block
+    /// are left out (they change without the routes changing). Two sets are the same set when
+    /// their `(epoch, content_hash)` are equal.
+    pub fn content_hash(&self) -> B256 {
+        let mut bytes = Vec::new();
+        for route in &self.routes {
+            bytes.extend_from_slice(&route.id.to_be_bytes());
+            bytes.push(u8::from(route.degraded));
+            for text in [&route.url, &route.region, &route.provider] {
+                bytes.extend_from_slice(&(text.len() as u64).to_be_bytes());
+                bytes.extend_from_slice(text.as_bytes());
+            }
+        }
+        keccak256(&bytes)
+    }
 }
 
 /// Lifecycle state of an endpoint (mirrors `EndpointStatus` in the contract).
@@ -126,9 +171,25 @@ impl<P: Provider> RegistryClient<P> {
         &self.contract
     }
 
-    /// The authorised route set of `service`, in one call.
+    /// The authorised route set of `service`, in one call at `latest` (`block` is `None`).
     pub async fn routes(&self, service: B256) -> Result<RouteSet> {
-        let set = self.contract.authorisedRoutes(service).call().await?;
+        self.read_routes(service, BlockId::latest(), None).await
+    }
+
+    /// The authorised route set of `service` as of `block`, read at that block's hash (EIP-1898),
+    /// so the set is the one of exactly that block (an error if the node does not have it, e.g.
+    /// once it was reorganised away). The set's `block` is `Some(block)`.
+    pub async fn routes_at(&self, service: B256, block: BlockRef) -> Result<RouteSet> {
+        self.read_routes(service, BlockId::hash(block.hash), Some(block)).await
+    }
+
+    async fn read_routes(
+        &self,
+        service: B256,
+        at: BlockId,
+        block: Option<BlockRef>,
+    ) -> Result<RouteSet> {
+        let set = self.contract.authorisedRoutes(service).block(at).call().await?;
         Ok(RouteSet {
             epoch: set.epoch,
             last_attested: set.lastAttestedAt,
@@ -145,6 +206,8 @@ impl<P: Provider> RegistryClient<P> {
                     degraded: r.degraded,
                 })
                 .collect(),
+            block,
+            after_reorg: false,
         })
     }
 

@@ -10,7 +10,7 @@
 //! - [`client`]: [`RegistryClient`](client::RegistryClient) reads a service's authorised
 //!   [`RouteSet`](client::RouteSet) and each endpoint's state.
 //! - [`watch`]: [`RouteSetWatcher`](watch::RouteSetWatcher) follows a service's set (events,
-//!   polling fallback, never back to a lower epoch).
+//!   polling fallback, reads pinned to a block, reorg-safe: sets identified by epoch and content).
 //! - [`transport`]: [`FailoverTransport`](transport::FailoverTransport), an alloy transport that
 //!   sends each request to the best authorised route and fails over within the call.
 //! - [`error`]: errors, with registry reverts decoded into readable custom errors.

@@ -305,15 +305,38 @@ impl<C: Connector> FailoverTransport<C> {
     }
 
     /// Switches to the registry's route set if it is newer than the current one (a lower or
-    /// equal epoch is ignored: the transport never goes back). Routes that stay keep their
-    /// health; new ones are added; removed ones drain (in-flight requests finish, new ones do
-    /// not go there). An empty set is ignored (fail static: keep what works).
-    /// Returns true when the set was applied.
+    /// equal epoch is ignored: the transport never goes back), or whatever its epoch when the
+    /// set is flagged [`after_reorg`](RouteSet::after_reorg) (see [`Self::apply_canonical`]).
+    /// Routes that stay keep their health; new ones are added; removed ones drain (in-flight
+    /// requests finish, new ones do not go there). An empty set is ignored (fail static: keep
+    /// what works). Returns true when the set was applied.
     pub fn apply(&self, set: &RouteSet) -> bool {
+        self.replace(set, set.after_reorg)
+    }
+
+    /// Switches to `set` whatever its epoch: for the registry's canonical set after a
+    /// reorganisation of the registry chain removed the change that raised the epoch (the
+    /// canonical set may carry a lower epoch, or the same epoch with other routes). Routes are
+    /// kept, added and drained as in [`Self::apply`]. An empty set leaves the routes in use
+    /// (fail static) but still takes its epoch, so that the registry's next set is applied.
+    /// [`Self::apply`] (and so [`Self::follow`]) does the same for a set flagged
+    /// [`RouteSet::after_reorg`], as a [`RouteSetWatcher`](crate::watch::RouteSetWatcher)
+    /// yields it after a reorganisation.
+    pub fn apply_canonical(&self, set: &RouteSet) -> bool {
+        self.replace(set, true)
+    }
+
+    fn replace(&self, set: &RouteSet, canonical: bool) -> bool {
         let mut table = self.shared.table.write().unwrap_or_else(|p| p.into_inner());
-        if table.epoch.is_some_and(|epoch| set.epoch <= epoch) {
+        if !canonical && table.epoch.is_some_and(|epoch| set.epoch <= epoch) {
             return false;
         }
+        // A canonical set moves the epoch even when its routes cannot be used.
+        let rebase = |table: &mut Table<C::Transport>| {
+            if canonical && table.epoch.is_some() {
+                table.epoch = Some(set.epoch);
+            }
+        };
         if set.routes.is_empty() {
             // Epoch 0 with no routes is a registry whose keepers have not filled the set yet.
             if set.epoch == 0 {
@@ -321,6 +344,7 @@ impl<C: Connector> FailoverTransport<C> {
             } else {
                 warn!(target: "lifeline::transport", epoch = set.epoch, "empty route set ignored");
             }
+            rebase(&mut table);
             return false;
         }
         let mut next = Vec::with_capacity(set.routes.len());
@@ -344,9 +368,14 @@ impl<C: Connector> FailoverTransport<C> {
             next.push(kept);
         }
         if next.is_empty() {
+            rebase(&mut table);
             return false;
         }
-        debug!(target: "lifeline::transport", epoch = set.epoch, routes = next.len(), "route set applied");
+        if canonical && table.epoch.is_some_and(|epoch| set.epoch <= epoch) {
+            tracing::info!(target: "lifeline::transport", epoch = set.epoch, previous = ?table.epoch, routes = next.len(), "canonical route set applied after a registry reorganisation");
+        } else {
+            debug!(target: "lifeline::transport", epoch = set.epoch, routes = next.len(), "route set applied");
+        }
         table.epoch = Some(set.epoch);
         table.routes = next;
         drop(table);
@@ -358,7 +387,11 @@ impl<C: Connector> FailoverTransport<C> {
     }
 
     /// Follows `service` in the registry behind `client` and applies every new route set, in a
-    /// background task that lives as long as the returned [`Follower`].
+    /// background task that lives as long as the returned [`Follower`]. The watcher reads each
+    /// set at a block and detects reorganisations of the registry chain (see
+    /// [`crate::watch`]): the canonical set it then yields is applied even with a lower or
+    /// equal epoch, so no request goes to a route that only a reorganised-away change
+    /// authorised.
     pub fn follow<P>(
         &self,
         client: RegistryClient<P>,
@@ -1075,6 +1108,7 @@ mod tests {
                     degraded: false,
                 })
                 .collect(),
+            ..Default::default()
         }
     }
 

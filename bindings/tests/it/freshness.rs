@@ -41,6 +41,7 @@ fn set(proxies: &[FaultProxy]) -> RouteSet {
                 degraded: false,
             })
             .collect(),
+        ..Default::default()
     }
 }
 

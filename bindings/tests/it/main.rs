@@ -4,3 +4,4 @@ mod digest;
 mod freshness;
 mod support;
 mod transport;
+mod watch;

@@ -48,6 +48,7 @@ fn route_set(epoch: u32, proxies: &[&FaultProxy]) -> RouteSet {
                 degraded: false,
             })
             .collect(),
+        ..Default::default()
     }
 }
 

@@ -25,7 +25,11 @@ async fn watcher_picks_up_a_change_within_one_poll_and_resumes_after_rpc_errors(
         devnet.registry(),
         ProviderBuilder::new().connect_http(chain_proxy.url().parse()?),
     );
-    let config = WatchConfig { poll_interval: Duration::from_millis(50), resync_every: 1000 };
+    let config = WatchConfig {
+        poll_interval: Duration::from_millis(50),
+        resync_every: 1000,
+        ..Default::default()
+    };
     let mut watcher = client.watch(devnet.service_id(), config);
 
     let first = watcher.poll().await?.expect("the first poll yields the current set");
