@@ -9,7 +9,7 @@ FOUNDRY_BIN := $(CURDIR)/node_modules/.bin
 export PATH := $(FOUNDRY_BIN):$(PATH)
 NPM_STAMP := node_modules/.lifeline-installed
 
-.PHONY: help demo test deps test-solidity test-rust gas bench bench-transport bench-failover \
+.PHONY: help demo test deps deps-chromium test-solidity test-rust gas bench bench-transport bench-failover \
 	bench-keeper-scale bench-gateway bindings fmt clean
 
 help: ## List the targets
@@ -23,7 +23,20 @@ test: deps ## Everything CI runs: formatting, lints, Solidity and Rust tests, dr
 	@$(MAKE) --no-print-directory test-solidity test-rust 2>&1 | tee target/test.log
 	@tools/test-summary target/test.log
 
-deps: $(NPM_STAMP) ## Install the npm toolchain (only when package-lock.json changed)
+deps: $(NPM_STAMP) deps-chromium ## Install the npm toolchain (when package-lock.json changed) and Chromium (when missing)
+
+# Chromium (Debian's package) for the status page's browser test; installed only as root. The
+# test looks at LIFELINE_CHROMIUM or /usr/bin/chromium and fails, naming this command, without it.
+CHROMIUM ?= $(or $(LIFELINE_CHROMIUM),/usr/bin/chromium)
+deps-chromium:
+	@if [ -x "$(CHROMIUM)" ]; then :; \
+	elif [ "$$(id -u)" = 0 ]; then \
+		echo "==> apt-get install chromium (the status page test drives it headless)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "==> Chromium is missing; the status page test needs it. Run:" \
+			"sudo apt-get update && sudo apt-get install -y chromium"; \
+	fi
 
 $(NPM_STAMP): package.json package-lock.json
 	@echo "==> npm ci (Foundry 1.7.1, solc, OpenZeppelin from package-lock.json)"

@@ -89,6 +89,8 @@ const LOG_QUERIES: usize = 20;
 const EPOCHS_KEPT: usize = 200;
 /// Deferred-demotion alarms kept per service.
 const ALARMS_KEPT: usize = 20;
+/// Unhealthy votes kept (over every service).
+const VOTES_KEPT: usize = 2_000;
 
 /// Mounts `/status` and `/status.json`.
 pub(crate) fn router<S>(tracker: Arc<Tracker>) -> Router<S> {
@@ -150,11 +152,16 @@ struct Tracked {
     attest_next: Option<u64>,
     attest_from: Option<u64>,
     last_attested: HashMap<Address, Attested>,
+    /// Unhealthy votes in accepted attestations, oldest first.
+    votes: VecDeque<Vote>,
     keepers: Option<KeeperSet>,
     keepers_read: Option<Instant>,
     keepers_dirty: bool,
     keepers_error: Option<String>,
     block_times: BTreeMap<u64, u64>,
+    /// Every endpoint of each service, read with the chain while someone looks (fresher than
+    /// the service's own table, which is re-read every few seconds).
+    endpoints: HashMap<B256, (Instant, Vec<EndpointState>)>,
     /// The gateway's client calls under each epoch it routed by.
     epochs: HashMap<B256, BTreeMap<u32, EpochCalls>>,
     samples: VecDeque<Sample>,
@@ -223,6 +230,18 @@ struct Attested {
     tx: B256,
     call: &'static str,
     verdicts: usize,
+}
+
+/// An unhealthy verdict the registry accepted.
+#[derive(Debug, Clone, Serialize)]
+struct Vote {
+    keeper: Address,
+    #[serde(skip)]
+    service: B256,
+    endpoint: u16,
+    block: u64,
+    time: Option<u64>,
+    tx: B256,
 }
 
 #[derive(Debug, Clone)]
@@ -396,6 +415,15 @@ impl Tracker {
             state.chain.chain_id = Some(chain_id);
             state.chain.head = Some(head);
             state.chain.head_time = head_time;
+        }
+        let tables = join_all(self.services.iter().map(|s| self.registry.endpoints(s.id))).await;
+        {
+            let mut state = self.state();
+            for (service, table) in self.services.iter().zip(tables) {
+                if let Ok(table) = table {
+                    state.endpoints.insert(service.id, (Instant::now(), table));
+                }
+            }
         }
         self.read_logs(registry, head).await?;
         self.read_change_transactions(chain_id, registry).await;
@@ -580,7 +608,8 @@ impl Tracker {
         }
     }
 
-    /// Each keeper's last attestation in the recent blocks' transactions to the registry.
+    /// Each keeper's last accepted attestation, and the unhealthy votes cast, in the recent
+    /// blocks' transactions to the registry.
     async fn read_attestations(&self, chain_id: u64, registry: Address, head: u64) {
         let floor = head.saturating_sub(ATTEST_LOOKBACK - 1);
         let from = {
@@ -598,15 +627,14 @@ impl Tracker {
             .buffered(4)
             .collect()
             .await;
-        let mut state = self.state();
+        // The blocks read, up to the first that could not be (read again next time).
+        let mut next = from;
+        let mut times = Vec::new();
+        let mut found = Vec::new();
         for (number, block) in blocks {
-            let Ok(Some(block)) = block else {
-                // Read again from here next time.
-                state.attest_next = Some(number);
-                return;
-            };
-            let time = block.header.timestamp;
-            state.block_times.insert(number, time);
+            let Ok(Some(block)) = block else { break };
+            next = number + 1;
+            times.push((number, block.header.timestamp));
             for tx in block.transactions.txns() {
                 if tx.to() != Some(registry) {
                     continue;
@@ -617,26 +645,59 @@ impl Tracker {
                     "attestBatch" => "attestBatch",
                     _ => continue,
                 };
-                for a in attestations {
-                    let Some(keeper) = a.keeper else { continue };
-                    let seen = Attested {
-                        time: Some(time),
-                        block: number,
-                        tx: tx.tx_hash(),
-                        call,
-                        verdicts: a.verdicts.len(),
-                    };
-                    let newer = state.last_attested.get(&keeper).is_none_or(|l| l.block <= number);
-                    if newer {
-                        state.last_attested.insert(keeper, seen);
-                    }
-                }
+                found.push((number, block.header.timestamp, tx.tx_hash(), call, attestations));
             }
-            state.attest_next = Some(number + 1);
         }
+        // Only what the registry accepted counts: a reverted call recorded nothing.
+        let hashes: Vec<B256> = found.iter().map(|f| f.2).collect();
+        let accepted: Vec<Option<bool>> = stream::iter(hashes)
+            .map(|tx| async move {
+                provider.get_transaction_receipt(tx).await.ok().flatten().map(|r| r.status())
+            })
+            .buffered(4)
+            .collect()
+            .await;
+        let mut state = self.state();
+        state.block_times.extend(times);
         while state.block_times.len() > 1024 {
             state.block_times.pop_first();
         }
+        for ((block, time, tx, call, attestations), accepted) in found.into_iter().zip(accepted) {
+            match accepted {
+                Some(true) => {}
+                Some(false) => continue,
+                None => {
+                    next = next.min(block);
+                    break;
+                }
+            }
+            for a in attestations {
+                let Some(keeper) = a.keeper else { continue };
+                let newer = state.last_attested.get(&keeper).is_none_or(|l| l.block <= block);
+                if newer {
+                    let seen =
+                        Attested { time: Some(time), block, tx, call, verdicts: a.verdicts.len() };
+                    state.last_attested.insert(keeper, seen);
+                }
+                for &(endpoint, healthy) in &a.verdicts {
+                    if !healthy {
+                        let vote = Vote {
+                            keeper,
+                            service: a.service,
+                            endpoint,
+                            block,
+                            time: Some(time),
+                            tx,
+                        };
+                        state.votes.push_back(vote);
+                    }
+                }
+            }
+        }
+        while state.votes.len() > VOTES_KEPT {
+            state.votes.pop_front();
+        }
+        state.attest_next = Some(next);
     }
 
     /// The keeper set and each keeper's on-chain state, every few seconds.
@@ -958,7 +1019,12 @@ fn service_json(service: &ServiceHandle, state: &Tracked, window: &Window) -> Va
     let mut endpoints: Vec<Value> = Vec::new();
     let mut shown: HashSet<String> = HashSet::new();
     let mut by_id: BTreeMap<u16, Value> = BTreeMap::new();
-    let mut rows: Vec<EndpointState> = if view.endpoints.is_empty() {
+    let fresh = state
+        .endpoints
+        .get(&service.id)
+        .filter(|(at, table)| at.elapsed() < Duration::from_secs(5) && !table.is_empty());
+    let table = fresh.map_or(&view.endpoints, |(_, table)| table);
+    let mut rows: Vec<EndpointState> = if table.is_empty() {
         view.set
             .iter()
             .flat_map(|s| &s.routes)
@@ -978,7 +1044,7 @@ fn service_json(service: &ServiceHandle, state: &Tracked, window: &Window) -> Va
             })
             .collect()
     } else {
-        view.endpoints.clone()
+        table.clone()
     };
     // Active first, in the set's order, then the others by index.
     rows.sort_by_key(|r| (active.iter().position(|a| *a == r.id).unwrap_or(usize::MAX), r.id));
@@ -1052,6 +1118,34 @@ fn service_json(service: &ServiceHandle, state: &Tracked, window: &Window) -> Va
             .collect()
     };
     let calls = state.epochs.get(&service.id);
+    let changes = state.changes.get(&service.id);
+    // The unhealthy votes on the endpoints a change removed (or kept, deferred), cast since each
+    // was last promoted, other than those in the change's own transaction.
+    let votes = |c: &Change| -> Vec<&Vote> {
+        let mut out: Vec<&Vote> = Vec::new();
+        let endpoints = c.demoted.iter().copied().chain(c.deferred.iter().map(|d| d.endpoint));
+        for endpoint in endpoints {
+            let since = changes
+                .into_iter()
+                .flat_map(|all| all.values())
+                .filter(|p| p.block < c.block && p.promoted.contains(&endpoint))
+                .map(|p| p.block)
+                .max()
+                .unwrap_or(0);
+            for v in state.votes.iter().rev() {
+                let counts = v.service == service.id
+                    && v.endpoint == endpoint
+                    && v.block > since
+                    && v.block <= c.block
+                    && v.tx != c.tx;
+                if counts && !out.iter().any(|o| o.keeper == v.keeper && o.endpoint == endpoint) {
+                    out.push(v);
+                }
+            }
+        }
+        out.sort_by_key(|v| v.block);
+        out
+    };
     let mut epochs: Vec<Value> = state
         .changes
         .get(&service.id)
@@ -1069,8 +1163,10 @@ fn service_json(service: &ServiceHandle, state: &Tracked, window: &Window) -> Va
                         "promoted": describe(&c.promoted),
                         "deferred": c.deferred,
                         "call": c.call,
+                        "tx_unreadable": c.call.is_none() && c.reads >= 3,
                         "relayer": c.relayer,
                         "attestations": c.attestations,
+                        "votes": votes(c),
                         "gateway": calls.and_then(|m| m.get(&c.epoch)),
                     })
                 })
@@ -1086,7 +1182,7 @@ fn service_json(service: &ServiceHandle, state: &Tracked, window: &Window) -> Va
                 "routes": describe(&active),
                 "block": null, "time": null, "tx": null,
                 "demoted": [], "promoted": [], "deferred": [], "call": null,
-                "relayer": null, "attestations": [],
+                "relayer": null, "attestations": [], "votes": [],
                 "gateway": calls.and_then(|m| m.get(&set.epoch)),
             }));
         }

@@ -169,7 +169,10 @@ impl DevnetArgs {
         );
         say(
             clock,
-            &format!("gateway  admin http://{}/routes /healthz /metrics", gateway.admin_addr()),
+            &format!(
+                "gateway  status page http://{0}/status (admin: /routes /healthz /metrics)",
+                gateway.admin_addr()
+            ),
         );
         let cast = CastReader::start(toolchain.cast(), gateway.http_url(DEVNET_SERVICE));
         say(
@@ -310,6 +313,7 @@ impl DevnetArgs {
             println!("  # any JSON-RPC client, through the gateway (HTTP and WebSocket):");
             println!("  cast block-number --rpc-url {}", gateway.http_url(DEVNET_SERVICE));
             println!("  # WebSocket: {}", gateway.ws_url(DEVNET_SERVICE));
+            println!("  open http://{}/status   # the status page", gateway.admin_addr());
             println!("  curl -s http://{}/routes", gateway.admin_addr());
         }
         if !metrics.is_empty() {
