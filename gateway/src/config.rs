@@ -213,6 +213,36 @@ fn default_registry_poll_ms() -> u64 {
 }
 
 impl GatewayConfig {
+    /// A gateway on free loopback ports (127.0.0.1:0) following `services` of the registry at
+    /// `address` through `rpc_url`, the registry polled every 200 ms, every other field at its
+    /// default: what `lifeline devnet` and the tests run.
+    pub fn loopback(rpc_url: &str, address: Address, services: &[&str]) -> Self {
+        let loopback = SocketAddr::from(([127, 0, 0, 1], 0));
+        Self {
+            listen: loopback,
+            admin_listen: loopback,
+            status: default_status(),
+            registry: RegistrySection {
+                rpc_url: rpc_url.to_string(),
+                address,
+                poll_interval_ms: 200,
+            },
+            services: services
+                .iter()
+                .map(|name| ServiceSection {
+                    name: (*name).to_string(),
+                    bootstrap: Vec::new(),
+                    allow_methods: Vec::new(),
+                    deny_methods: Vec::new(),
+                })
+                .collect(),
+            limits: Limits::default(),
+            transport: TransportSection::default(),
+            subscriptions: SubscriptionSection::default(),
+            freshness: FreshnessSection::default(),
+        }
+    }
+
     /// Reads and validates a TOML file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|source| Error::Io {

@@ -419,20 +419,7 @@ async fn wait_for_client<C: lifeline_bindings::transport::Connector>(
 
 /// The devnet's gateway, in process, on free loopback ports, following the devnet's registry.
 async fn start_gateway(devnet: &Devnet) -> eyre::Result<Gateway> {
-    let config = GatewayConfig::parse(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        admin_listen = "127.0.0.1:0"
-        [registry]
-        rpc_url = "{}"
-        address = "{}"
-        poll_interval_ms = 200
-        [[service]]
-        name = "{DEVNET_SERVICE}"
-        "#,
-        devnet.rpc_url(),
-        devnet.registry()
-    ))?;
+    let config = GatewayConfig::loopback(&devnet.rpc_url(), devnet.registry(), &[DEVNET_SERVICE]);
     let gateway = Gateway::start(config).await.wrap_err("starting the gateway")?;
     if !gateway.ready(Duration::from_secs(10)).await {
         bail!("the gateway found no usable route within 10 s");

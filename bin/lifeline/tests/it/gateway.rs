@@ -153,22 +153,12 @@ async fn gateway_serves_real_clients_and_subscribers_across_an_outage() -> eyre:
 }
 
 async fn start_gateway(world: &World) -> eyre::Result<Gateway> {
-    let config = GatewayConfig::parse(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        admin_listen = "127.0.0.1:0"
-        [registry]
-        rpc_url = "{}"
-        address = "{}"
-        poll_interval_ms = 200
-        [[service]]
-        name = "{DEVNET_SERVICE}"
-        [transport]
-        attempt_timeout_ms = 800
-        "#,
-        world.devnet.rpc_url(),
-        world.devnet.registry()
-    ))?;
+    let mut config = GatewayConfig::loopback(
+        &world.devnet.rpc_url(),
+        world.devnet.registry(),
+        &[DEVNET_SERVICE],
+    );
+    config.transport.attempt_timeout_ms = 800;
     let gateway = Gateway::start(config).await?;
     eyre::ensure!(gateway.ready(Duration::from_secs(10)).await, "gateway found no route");
     Ok(gateway)

@@ -324,23 +324,13 @@ async fn promoting_transaction(world: &World, epoch: u32) -> eyre::Result<B256> 
 }
 
 async fn start_gateway(world: &World, status: bool) -> eyre::Result<Gateway> {
-    let config = GatewayConfig::parse(&format!(
-        r#"
-        listen = "127.0.0.1:0"
-        admin_listen = "127.0.0.1:0"
-        status = {status}
-        [registry]
-        rpc_url = "{}"
-        address = "{}"
-        poll_interval_ms = 200
-        [[service]]
-        name = "{DEVNET_SERVICE}"
-        [transport]
-        attempt_timeout_ms = 800
-        "#,
-        world.devnet.rpc_url(),
-        world.devnet.registry()
-    ))?;
+    let mut config = GatewayConfig::loopback(
+        &world.devnet.rpc_url(),
+        world.devnet.registry(),
+        &[DEVNET_SERVICE],
+    );
+    config.status = status;
+    config.transport.attempt_timeout_ms = 800;
     let gateway = Gateway::start(config).await?;
     eyre::ensure!(gateway.ready(Duration::from_secs(10)).await, "gateway found no route");
     Ok(gateway)
