@@ -129,9 +129,24 @@ pub struct Judgement {
     /// The head fresh routes are measured against: the reference, or the head already served
     /// (up to the ceiling) when higher.
     pub effective: Option<u64>,
+    /// The majority's block hash at each recent height where a strict majority agrees.
+    pub majority_hashes: BTreeMap<u64, B256>,
 }
 
 impl Judgement {
+    /// Why a head answer (`number`, and `hash` when a block) must not be served, if it must not:
+    /// a hash the majority contradicts at that height. (A head far above the majority is
+    /// caught by the poll, which marks its route ahead; judged from polls alone it would also
+    /// refuse honest heads a burst of blocks moved past the last poll.)
+    pub fn reject_head(&self, number: u64, hash: Option<B256>) -> Option<String> {
+        match (hash, self.majority_hashes.get(&number)) {
+            (Some(hash), Some(agreed)) if hash != *agreed => {
+                Some(format!("block {number:#x} has another hash than the majority's"))
+            }
+            _ => None,
+        }
+    }
+
     /// Whether `url` is fresh and not behind the effective head at all (the best routes for a
     /// read of the head; fresh routes a block or two behind are the fallback).
     pub fn is_synced(&self, url: &Url) -> bool {
@@ -324,13 +339,22 @@ impl HeadTracker {
         judgement.ceiling = Some(ceiling);
         let effective = reference.max(served.unwrap_or(0).min(ceiling));
         judgement.effective = Some(effective);
+        // The majority's hash at every height a majority has one, for pinning and checking.
+        judgement.majority_hashes = by_height
+            .iter()
+            .filter_map(|(n, _)| majority_hash(*n).map(|hash| (*n, hash)))
+            .collect();
 
         for (url, h) in &candidates {
             let number = h.number.unwrap_or(0);
-            let forked = h.hashes.iter().rev().find_map(|(n, hash)| {
-                let agreed = majority_hash(*n)?;
-                (agreed != *hash).then_some(*n)
-            });
+            // Judged at the highest height where the route and a majority both have a hash: a
+            // route that forked and came back agrees there again.
+            let forked = h
+                .hashes
+                .iter()
+                .filter_map(|(n, hash)| majority_hash(*n).map(|agreed| (*n, agreed != *hash)))
+                .max_by_key(|(n, _)| *n)
+                .and_then(|(n, differs)| differs.then_some(n));
             let skip = if let Some(height) = forked {
                 Some(Skip::Forked(height))
             } else if number + max_lag < effective {
@@ -515,6 +539,21 @@ mod tests {
         let j = t.judge(&urls(&[1, 2, 3]), &FreshnessConfig::default(), Some(1_000_000), now);
         assert_eq!(j.ceiling, Some(100));
         assert!(j.is_fresh(&url(1)) && j.is_fresh(&url(2)));
+    }
+
+    #[test]
+    fn a_route_that_forked_and_came_back_is_judged_at_the_highest_shared_height() {
+        let now = Instant::now();
+        let mut t = tracker(&[(1, 14, 0), (2, 14, 0)], now);
+        t.observe_chain(&url(3), 1);
+        t.observe(&url(3), 10, Some(hash(10, 9)), now, now);
+        for n in 11..=14 {
+            t.observe(&url(3), n, Some(hash(n, 0)), now, now);
+        }
+        let j = t.judge(&urls(&[1, 2, 3]), &FreshnessConfig::default(), None, now);
+        assert!(j.is_fresh(&url(3)), "agrees with the majority at 14: {:?}", j.skipped);
+        assert_eq!(j.reject_head(14, Some(hash(14, 0))), None);
+        assert!(j.reject_head(14, Some(hash(14, 9))).is_some(), "another hash at 14");
     }
 
     #[test]

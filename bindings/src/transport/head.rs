@@ -35,10 +35,12 @@ enum Param {
     Other(serde::de::IgnoredAny),
 }
 
-/// Only the `number` of a block.
+/// Only the `number` (and `hash`) of a block.
 #[derive(Deserialize)]
 struct NumberOnly {
     number: U64,
+    #[serde(default)]
+    hash: Option<alloy::primitives::B256>,
 }
 
 impl HeadProbe {
@@ -56,6 +58,15 @@ impl HeadProbe {
                     _ => None,
                 }
             }
+            _ => None,
+        }
+    }
+
+    /// The block hash a `latest` block answer carries (`None` for other probes).
+    pub(crate) fn hash(self, packet: &ResponsePacket) -> Option<alloy::primitives::B256> {
+        let ResponsePacket::Single(response) = packet else { return None };
+        match self {
+            Self::Latest => response.payload.try_success_as::<Option<NumberOnly>>()?.ok()??.hash,
             _ => None,
         }
     }
@@ -141,7 +152,11 @@ mod tests {
     #[test]
     fn heads_are_read_from_answers() {
         assert_eq!(HeadProbe::BlockNumber.head(&answer(r#""0x10""#)), Some(16));
-        assert_eq!(HeadProbe::Latest.head(&answer(r#"{"number":"0x10","hash":"0x00"}"#)), Some(16));
+        assert_eq!(
+            HeadProbe::Latest
+                .head(&answer(&format!(r#"{{"number":"0x10","hash":"0x{}"}}"#, "11".repeat(32)))),
+            Some(16)
+        );
         assert_eq!(HeadProbe::Pending.head(&answer(r#"{"number":"0x11"}"#)), Some(16));
         assert_eq!(HeadProbe::Latest.head(&answer("null")), None);
     }

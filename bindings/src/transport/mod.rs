@@ -471,6 +471,16 @@ impl<C: Connector> FailoverTransport<C> {
         Some(judgement)
     }
 
+    /// The last freshness verdict, as cached (for checking answers without judging again).
+    fn cached_judgement(&self) -> Option<Arc<Judgement>> {
+        self.shared
+            .judged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|j| j.judgement.clone())
+    }
+
     /// Starts the head poller (once), in the caller's runtime.
     fn ensure_poller(&self) {
         if !self.shared.config.freshness.enabled {
@@ -626,6 +636,7 @@ impl<C: Connector> FailoverTransport<C> {
             return Err(TransportErrorKind::custom(AllRoutesFailed { attempts: Vec::new() }));
         }
         let routes = self.eligible(routes, &request).await?;
+
         if is_transaction_submission(&request) {
             return self.broadcast(routes, request).await;
         }
@@ -837,6 +848,7 @@ impl<C: Connector> FailoverTransport<C> {
         let breaker = self.shared.config.breaker;
         let served = self.shared.served.clone();
         let heads = self.shared.heads.clone();
+        let check = if probe.is_some() { self.cached_judgement() } else { None };
         let mut transport = route.transport.clone();
         async move {
             let started = Instant::now();
@@ -845,6 +857,15 @@ impl<C: Connector> FailoverTransport<C> {
                 Err(_) => Outcome::Retry(format!("no answer within {timeout:?}")),
             };
             let mut behind = false;
+            // A latest block whose hash a majority contradicts at that height is not served:
+            // the next route is asked.
+            if let (Outcome::Done(packet), Some(probe), Some(check)) = (&outcome, probe, &check)
+                && let Some(head) = probe.head(packet)
+                && let Some(reason) = check.reject_head(head, probe.hash(packet))
+            {
+                behind = true;
+                outcome = Outcome::Retry(reason);
+            }
             if let (Outcome::Done(packet), Some(probe)) = (&outcome, probe)
                 && let Some(head) = probe.head(packet)
             {
@@ -935,14 +956,13 @@ async fn poll_heads<C: Connector>(shared: std::sync::Weak<Shared<C>>) {
         drop(strong);
         let urls: Vec<Url> = routes.iter().map(|r| r.url.clone()).collect();
         heads.lock().unwrap_or_else(|p| p.into_inner()).retain(&urls);
-        let polls_round = round;
         let probes = routes.into_iter().map(|route| {
             let heads = heads.clone();
             async move {
                 let mut transport = route.transport.clone();
-                let knows_chain =
-                    heads.lock().unwrap_or_else(|p| p.into_inner()).knows_chain(&route.url);
-                if !knows_chain || polls_round.is_multiple_of(30) {
+                // The chain id every round: a route that moves to another chain (or back) is
+                // judged by it at the next round, not 30 s later.
+                {
                     let ask = single("eth_chainId", serde_json::json!([]));
                     if let Ok(Ok(packet)) = tokio::time::timeout(timeout, transport.call(ask)).await
                         && let Some(id) = result_as::<alloy::primitives::U64>(&packet)
