@@ -340,10 +340,8 @@ impl HeadTracker {
         let effective = reference.max(served.unwrap_or(0).min(ceiling));
         judgement.effective = Some(effective);
         // The majority's hash at every height a majority has one, for pinning and checking.
-        judgement.majority_hashes = by_height
-            .iter()
-            .filter_map(|(n, _)| majority_hash(*n).map(|hash| (*n, hash)))
-            .collect();
+        judgement.majority_hashes =
+            by_height.keys().filter_map(|n| majority_hash(*n).map(|hash| (*n, hash))).collect();
 
         for (url, h) in &candidates {
             let number = h.number.unwrap_or(0);
