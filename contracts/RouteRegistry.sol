@@ -22,7 +22,9 @@ import {Bitmap} from "./libraries/Bitmap.sol";
 /// @notice Lifeline's registry: governed membership, keeper-quorum health, autonomous failover.
 /// @dev Storage is laid out so that the keeper hot path (one vote) touches one slot each of:
 /// the service config, the service state, the keeper set, the keeper, the endpoint. Everything
-/// else (URLs, lists for views) is read only by views and governance.
+/// else (URLs, lists for views) is read only by views and governance. What promotion compares
+/// (each endpoint's region and latency) is packed in lanes, 32 regions or 8 latencies a slot, so
+/// choosing among N ready standbys reads N/8 slots, not N.
 contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     using AttestationHash for Attestation;
     using Bitmap for uint256;
@@ -43,14 +45,16 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     uint256 public constant MIN_QUORUM = 2;
     /// @notice Longest guardian freeze.
     uint64 public constant MAX_FREEZE = 7 days;
+    /// @notice Shortest gap between the end of a freeze and the next one (the gap is otherwise as
+    /// long as the last freeze lasted).
+    uint64 public constant MIN_FREEZE_GAP = 1 hours;
 
     /* STORAGE TYPES */
 
-    /// @dev One slot: everything a vote reads and writes about an endpoint.
+    /// @dev One slot: everything a vote reads and writes about an endpoint. Its region and latency
+    /// live in the service's lanes (`regionLanes`, `latencyLanes`).
     struct EndpointSlot {
         EndpointStatus status;
-        uint8 regionId;
-        uint32 latencyMs;
         uint40 cooldownUntil;
         // The keeper-set version the two bitmaps belong to; older bitmaps read as empty.
         uint32 voteVersion;
@@ -74,6 +78,13 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         uint8 activeCount;
         uint64 ready;
         uint64 degraded;
+        // As of the last region check, no swap is owed: the set covers min(minRegions, active
+        // count) regions, or no ready standby lies in a region it misses. Fill, failover and
+        // degraded replacement keep this true (they promote uncovered regions first); a standby
+        // becoming ready, or a new config, clears it, and the next attestation checks again.
+        bool regionsChecked;
+        // A region swap is owed but a rail defers it; its alarm fired (once per episode).
+        bool swapDeferred;
     }
 
     /// @dev One slot, read only when the active set may change (a transition or a rebalance).
@@ -89,9 +100,16 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         ServiceState state;
         ServiceRoutes routes;
         uint8 regionCount;
+        // Guardian freezes: when the current (or last) one started; no new one before `nextFreezeAt`.
+        uint40 frozenSince;
+        uint40 nextFreezeAt;
         mapping(bytes32 regionHash => uint8 regionId) regionIds;
         mapping(uint256 index => EndpointSlot) endpoints;
         mapping(uint256 index => EndpointInfo) info;
+        // Region id (1-based, 8 bits) of endpoint i in lane i % 32 of word i / 32. Set once.
+        uint256[2] regionLanes;
+        // Latency (32 bits) last attested for endpoint i in lane i % 8 of word i / 8.
+        uint256[8] latencyLanes;
     }
 
     /// @dev One slot. `index` is 1-based so that 0 means "not in the current set": rotation
@@ -106,8 +124,17 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     struct KeeperSet {
         uint32 version;
         uint8 count;
+        // Distinct vantages.
+        uint8 vantages;
         // 4-bit vantage id per keeper index.
         uint128 vantageIds;
+    }
+
+    /// @dev One slot: which quorum and `minVantages` (>= 2) values some service uses (bit v set
+    /// iff a service has v), so that `setKeepers` checks every service in O(1).
+    struct InUse {
+        uint64 quorums;
+        uint64 minVantages;
     }
 
     /// @dev Working copy of a service during one attest call, written back once.
@@ -131,6 +158,9 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     mapping(address keeper => KeeperSlot) internal _keepers;
     address[] internal _keeperSigners;
     bytes32[] internal _keeperVantages;
+    InUse internal _inUse;
+    // (kind << 8 | value) => number of services using it; kind 0: quorum, 1: minVantages.
+    mapping(uint256 key => uint256 services) internal _servicesUsing;
 
     /* CONSTRUCTOR */
 
@@ -153,6 +183,7 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         if (s.config.quorum != 0) revert ServiceExists(serviceId);
         _validateConfig(config);
         s.config = config;
+        _use(config.quorum, config.minVantages, true);
         s.state.lastAttestedAt = uint40(block.timestamp);
         _serviceIds.push(serviceId);
         emit ServiceCreated(serviceId, name, config);
@@ -162,7 +193,10 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     function configureService(bytes32 serviceId, ServiceConfig calldata config) external onlyRole(GOVERNOR_ROLE) {
         Service storage s = _existing(serviceId);
         _validateConfig(config);
+        _use(s.config.quorum, s.config.minVantages, false);
+        _use(config.quorum, config.minVantages, true);
         s.config = config;
+        s.state.regionsChecked = false;
         emit ServiceConfigured(serviceId, config);
     }
 
@@ -188,15 +222,9 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         }
 
         s.state.endpointCount = uint8(index + 1);
-        s.endpoints[index] = EndpointSlot({
-            status: EndpointStatus.Standby,
-            regionId: regionId,
-            latencyMs: 0,
-            cooldownUntil: 0,
-            voteVersion: 0,
-            downVotes: 0,
-            upVotes: 0
-        });
+        s.endpoints[index] =
+            EndpointSlot({status: EndpointStatus.Standby, cooldownUntil: 0, voteVersion: 0, downVotes: 0, upVotes: 0});
+        s.regionLanes[index >> 5] |= uint256(regionId) << ((index & 31) << 3);
         s.info[index] = EndpointInfo({url: url, region: region, provider: provider, operator: operator});
         emit EndpointAdded(serviceId, index, url, region, provider, operator);
     }
@@ -214,10 +242,17 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         if (s.endpoints[index].status == EndpointStatus.Retired) revert EndpointIsRetired(serviceId, index);
         if (bytes(url).length == 0) revert InvalidConfig("url", 0);
         EndpointInfo storage info = s.info[index];
+        bool urlChanged = keccak256(bytes(info.url)) != keccak256(bytes(url));
         info.url = url;
         info.provider = provider;
         info.operator = operator;
         emit EndpointUpdated(serviceId, index, url, provider, operator);
+        if (urlChanged && s.endpoints[index].status == EndpointStatus.Active) {
+            // The set clients read changed: a new epoch tells every follower to re-read it.
+            uint32 epoch = s.state.epoch + 1;
+            s.state.epoch = epoch;
+            emit RouteSetChanged(serviceId, epoch, uint256(s.routes.active).indices());
+        }
     }
 
     /// @inheritdoc IRouteRegistry
@@ -228,8 +263,12 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         if (e.status == EndpointStatus.Active) revert EndpointIsActive(serviceId, index);
         if (e.status == EndpointStatus.Retired) revert EndpointIsRetired(serviceId, index);
         e.status = EndpointStatus.Retired;
-        s.state.ready &= ~uint64(1 << index);
         emit EndpointRetired(serviceId, index);
+        uint64 bit = uint64(1) << index;
+        if (s.state.ready & bit != 0) {
+            s.state.ready &= ~bit;
+            emit EndpointReadinessChanged(serviceId, index, false);
+        }
     }
 
     /// @inheritdoc IRouteRegistry
@@ -237,9 +276,9 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         uint256 n = signers.length;
         if (n == 0 || n > MAX_KEEPERS) revert InvalidKeeperSet("signers.length", n);
         if (vantages.length != n) revert InvalidKeeperSet("vantages.length", vantages.length);
-        for (uint256 i; i < _serviceIds.length; ++i) {
-            uint8 quorum = _services[_serviceIds[i]].config.quorum;
-            if (quorum > n) revert InvalidKeeperSet("signers.length (below a service quorum)", n);
+        InUse memory inUse = _inUse;
+        if (n < uint256(inUse.quorums).highest()) {
+            revert InvalidKeeperSet("signers.length (below a service quorum)", n);
         }
 
         // Cannot overflow in practice: one bump per governance rotation.
@@ -270,8 +309,11 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
             }
             vantageIds |= uint128(vantageId << (4 * i));
         }
+        if (distinct < uint256(inUse.minVantages).highest()) {
+            revert InvalidKeeperSet("vantages (below a service minVantages)", distinct);
+        }
 
-        _keeperSet = KeeperSet({version: version, count: uint8(n), vantageIds: vantageIds});
+        _keeperSet = KeeperSet({version: version, count: uint8(n), vantages: uint8(distinct), vantageIds: vantageIds});
         _keeperSigners = signers;
         _keeperVantages = vantages;
         emit KeeperSetUpdated(version, signers, vantages);
@@ -281,14 +323,22 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     function freeze(bytes32 serviceId, uint64 duration) external onlyRole(GUARDIAN_ROLE) {
         if (duration > MAX_FREEZE) revert FreezeTooLong(duration, MAX_FREEZE);
         Service storage s = _existing(serviceId);
+        // While a freeze is in force, nextFreezeAt lies beyond its end: no extension either.
+        if (block.timestamp < s.nextFreezeAt) revert FreezeTooSoon(serviceId, s.nextFreezeAt);
         uint64 until = uint64(block.timestamp) + duration;
         s.routes.frozenUntil = uint40(until);
+        s.frozenSince = uint40(block.timestamp);
+        s.nextFreezeAt = uint40(until + _freezeGap(duration));
         emit Frozen(serviceId, until);
     }
 
     /// @inheritdoc IRouteRegistry
     function unfreeze(bytes32 serviceId) external onlyRole(GUARDIAN_ROLE) {
-        _existing(serviceId).routes.frozenUntil = 0;
+        Service storage s = _existing(serviceId);
+        if (block.timestamp < s.routes.frozenUntil) {
+            s.nextFreezeAt = uint40(block.timestamp + _freezeGap(block.timestamp - s.frozenSince));
+        }
+        s.routes.frozenUntil = 0;
         emit Unfrozen(serviceId);
     }
 
@@ -343,7 +393,7 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
                 url: info.url,
                 region: info.region,
                 provider: info.provider,
-                latencyMs: s.endpoints[id].latencyMs,
+                latencyMs: _latency(s, id),
                 degraded: s.state.degraded & (1 << id) != 0
             });
         }
@@ -382,7 +432,7 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
             status: e.status,
             ready: s.state.ready & (1 << index) != 0,
             degraded: s.state.degraded & (1 << index) != 0,
-            latencyMs: e.latencyMs,
+            latencyMs: _latency(s, index),
             cooldownUntil: e.cooldownUntil,
             downVotes: current ? e.downVotes : 0,
             upVotes: current ? e.upVotes : 0,
@@ -396,6 +446,17 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     /// @inheritdoc IRouteRegistry
     function keepers() external view returns (uint32, address[] memory, bytes32[] memory) {
         return (_keeperSet.version, _keeperSigners, _keeperVantages);
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function keeperSetBounds()
+        external
+        view
+        returns (uint8 distinctVantages, uint8 minKeepers, uint8 minDistinctVantages)
+    {
+        InUse memory inUse = _inUse;
+        return
+            (_keeperSet.vantages, uint8(uint256(inUse.quorums).highest()), uint8(uint256(inUse.minVantages).highest()));
     }
 
     /// @inheritdoc IRouteRegistry
@@ -481,7 +542,7 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
             }
             if (v.healthy) {
                 e.downVotes &= ~bit;
-                e.latencyMs = v.latencyMs;
+                _setLatency(ctx, s, index, v.latencyMs);
                 // Hysteresis: healthy votes on a cooling-down endpoint do not count.
                 bool coolingDown = e.status == EndpointStatus.Demoted && block.timestamp < e.cooldownUntil;
                 if (e.status != EndpointStatus.Active && !coolingDown) e.upVotes |= bit;
@@ -504,11 +565,13 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
                 _demote(ctx, s, index, e);
             } else if (ctx.state.degraded & bit != 0) {
                 ctx.state.degraded &= ~bit;
+                emit DegradedCleared(ctx.serviceId, index);
             }
         } else if (e.status == EndpointStatus.Standby) {
             bool ready = ctx.state.ready & bit != 0;
             if (!ready && _isQuorum(ctx, e.upVotes)) {
                 ctx.state.ready |= bit;
+                ctx.state.regionsChecked = false;
                 emit EndpointReadinessChanged(ctx.serviceId, index, true);
             } else if (ready && _isQuorum(ctx, e.downVotes)) {
                 ctx.state.ready &= ~bit;
@@ -518,6 +581,7 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
             if (block.timestamp >= e.cooldownUntil && _isQuorum(ctx, e.upVotes)) {
                 e.status = EndpointStatus.Standby;
                 ctx.state.ready |= bit;
+                ctx.state.regionsChecked = false;
                 emit EndpointStatusChanged(ctx.serviceId, index, EndpointStatus.Demoted, EndpointStatus.Standby);
                 emit EndpointReadinessChanged(ctx.serviceId, index, true);
             }
@@ -530,26 +594,15 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         uint64 bit = uint64(1) << index;
         _loadRoutes(ctx, s);
         if (_isFrozen(ctx)) return _defer(ctx, index, DeferReason.Frozen);
-        if (block.timestamp >= uint256(ctx.routes.windowStart) + ctx.config.demotionWindow) {
-            ctx.routes.windowStart = uint40(block.timestamp);
-            ctx.routes.windowDemotions = 0;
-        }
-        if (ctx.routes.windowDemotions >= ctx.config.maxDemotions) return _defer(ctx, index, DeferReason.BlastRadius);
-        (bool found, uint16 replacement) = _bestStandby(ctx, s, bit);
+        if (!_windowAllows(ctx)) return _defer(ctx, index, DeferReason.BlastRadius);
+        (bool found, uint16 replacement,) = _bestStandby(ctx, s, bit);
         if (!found && ctx.state.activeCount <= ctx.config.floor) return _defer(ctx, index, DeferReason.Floor);
 
         e.status = EndpointStatus.Demoted;
         e.cooldownUntil = uint40(block.timestamp + ctx.config.cooldown);
         e.downVotes = 0;
         e.upVotes = 0;
-        ctx.routes.active &= ~bit;
-        ctx.state.degraded &= ~bit;
-        // Cannot underflow: the endpoint was active. Cannot overflow: bounded by maxDemotions.
-        unchecked {
-            --ctx.state.activeCount;
-            ++ctx.routes.windowDemotions;
-        }
-        ctx.setChanged = true;
+        _leave(ctx, bit);
         emit EndpointStatusChanged(ctx.serviceId, index, EndpointStatus.Active, EndpointStatus.Demoted);
         if (found) _promote(ctx, s, replacement);
     }
@@ -560,6 +613,19 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         if (ctx.state.degraded & bit != 0) return;
         ctx.state.degraded |= bit;
         emit DemotionDeferred(ctx.serviceId, index, reason);
+    }
+
+    /// @dev Takes an active endpoint out of the set (the caller sets its new status) and counts
+    /// the change against the blast radius.
+    function _leave(Context memory ctx, uint64 bit) internal pure {
+        ctx.routes.active &= ~bit;
+        ctx.state.degraded &= ~bit;
+        // Cannot underflow: the endpoint was active. Cannot overflow: bounded by maxDemotions.
+        unchecked {
+            --ctx.state.activeCount;
+            ++ctx.routes.windowDemotions;
+        }
+        ctx.setChanged = true;
     }
 
     function _promote(Context memory ctx, Service storage s, uint16 index) internal {
@@ -579,65 +645,151 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         emit EndpointStatusChanged(ctx.serviceId, index, EndpointStatus.Standby, EndpointStatus.Active);
     }
 
-    /// @dev After the votes: fill the set up to its target, then replace degraded routes.
-    /// Both loops are bounded by MAX_ENDPOINTS and do nothing (no storage read) in the common case.
+    /// @dev After the votes: fill the set up to its target, replace degraded routes, then restore
+    /// region diversity if a check is due. Reads nothing beyond the service state in the common
+    /// case (set full, nothing degraded, regions checked).
     function _rebalance(Context memory ctx, Service storage s) internal {
-        bool fill = ctx.state.activeCount < ctx.config.targetActive && ctx.state.ready != 0;
-        bool replace = ctx.state.degraded != 0 && (ctx.state.ready != 0 || ctx.state.activeCount > ctx.config.floor);
-        if (!fill && !replace) return;
+        ServiceState memory st = ctx.state;
+        bool fill = st.activeCount < ctx.config.targetActive && st.ready != 0;
+        bool replace = st.degraded != 0 && (st.ready != 0 || st.activeCount > ctx.config.floor);
+        // Without a ready standby no swap is possible: nothing owed, nothing deferred.
+        bool swap = st.ready != 0 && !st.regionsChecked;
+        if (st.ready == 0) st.swapDeferred = false;
+        if (!fill && !replace && !swap) return;
         _loadRoutes(ctx, s);
-        if (_isFrozen(ctx)) return;
-        while (ctx.state.activeCount < ctx.config.targetActive && ctx.state.ready != 0) {
-            (bool found, uint16 next) = _bestStandby(ctx, s, 0);
-            if (!found) break;
+        bool frozen = _isFrozen(ctx);
+        if (!frozen) {
+            while (ctx.state.activeCount < ctx.config.targetActive && ctx.state.ready != 0) {
+                (bool found, uint16 next,) = _bestStandby(ctx, s, 0);
+                if (!found) break;
+                _promote(ctx, s, next);
+            }
+            // Degraded routes are replaced as soon as a rail allows it; a demotion deferred again
+            // keeps its flag and does not re-fire the alarm.
+            uint256 degraded = ctx.state.degraded;
+            while (degraded != 0) {
+                uint16 index = uint16(degraded.lowest());
+                degraded &= degraded - 1;
+                EndpointSlot memory e = s.endpoints[index];
+                // A keeper-set rotation voids the votes that made it degraded.
+                if (e.voteVersion != ctx.version || !_isQuorum(ctx, e.downVotes)) {
+                    ctx.state.degraded &= ~(uint64(1) << index);
+                    emit DegradedCleared(ctx.serviceId, index);
+                    continue;
+                }
+                _demote(ctx, s, index, e);
+                if (e.status == EndpointStatus.Demoted) s.endpoints[index] = e;
+            }
+        }
+        // Fill and replacements never make a swap owed (see `regionsChecked`): check only if due.
+        if (swap) _restoreRegions(ctx, s, frozen);
+    }
+
+    /// @dev While the set covers fewer than min(minRegions, active count) regions and a ready
+    /// standby of an uncovered region exists, swaps the best such standby in for the weakest route
+    /// of a doubled region, each swap within the blast radius; defers (with an alarm, once) while
+    /// a rail forbids it.
+    function _restoreRegions(Context memory ctx, Service storage s, bool frozen) internal {
+        while (true) {
+            (uint256 r0, uint256 r1) = _regionWords(ctx, s);
+            uint256 covered = _regionMask(ctx.routes.active, r0, r1).count();
+            uint256 wanted =
+                ctx.config.minRegions < ctx.state.activeCount ? ctx.config.minRegions : ctx.state.activeCount;
+            if (covered >= wanted) break;
+            (bool found, uint16 next, bool uncovered) = _bestStandby(ctx, s, 0);
+            if (!found || !uncovered) break;
+            if (frozen) return _deferSwap(ctx, covered, DeferReason.Frozen);
+            if (!_windowAllows(ctx)) return _deferSwap(ctx, covered, DeferReason.BlastRadius);
+
+            uint16 out = _weakestDoubled(ctx, s);
+            uint64 outBit = uint64(1) << out;
+            bool wasDegraded = ctx.state.degraded & outBit != 0;
+            EndpointSlot storage e = s.endpoints[out];
+            e.status = EndpointStatus.Standby;
+            e.downVotes = 0;
+            e.upVotes = 0;
+            _leave(ctx, outBit);
+            emit EndpointStatusChanged(ctx.serviceId, out, EndpointStatus.Active, EndpointStatus.Standby);
+            // No quorum judged it unhealthy (degraded routes are replaced before): it stays ready.
+            if (!wasDegraded) {
+                ctx.state.ready |= outBit;
+                emit EndpointReadinessChanged(ctx.serviceId, out, true);
+            }
             _promote(ctx, s, next);
         }
-        // Degraded routes are replaced as soon as a rail allows it; a demotion deferred again
-        // keeps its flag and does not re-fire the alarm.
-        uint256 degraded = ctx.state.degraded;
-        while (degraded != 0) {
-            uint16 index = uint16(degraded.lowest());
-            degraded &= degraded - 1;
-            EndpointSlot memory e = s.endpoints[index];
-            // A keeper-set rotation voids the votes that made it degraded.
-            if (e.voteVersion != ctx.version || !_isQuorum(ctx, e.downVotes)) {
-                ctx.state.degraded &= ~(uint64(1) << index);
-                continue;
-            }
-            _demote(ctx, s, index, e);
-            if (e.status == EndpointStatus.Demoted) s.endpoints[index] = e;
+        ctx.state.regionsChecked = true;
+        ctx.state.swapDeferred = false;
+    }
+
+    function _deferSwap(Context memory ctx, uint256 covered, DeferReason reason) internal {
+        if (ctx.state.swapDeferred) return;
+        ctx.state.swapDeferred = true;
+        emit RegionSwapDeferred(ctx.serviceId, uint8(covered), ctx.config.minRegions, reason);
+    }
+
+    /// @dev Rolls the blast-radius window over if it elapsed; true if one more demotion (or
+    /// region swap) fits in it.
+    function _windowAllows(Context memory ctx) internal view returns (bool) {
+        if (block.timestamp >= uint256(ctx.routes.windowStart) + ctx.config.demotionWindow) {
+            ctx.routes.windowStart = uint40(block.timestamp);
+            ctx.routes.windowDemotions = 0;
         }
+        return ctx.routes.windowDemotions < ctx.config.maxDemotions;
     }
 
     /// @dev Picks the ready standby to promote: one whose region no remaining active route covers
-    /// first, then the lowest attested latency, then the lowest index.
+    /// first, then the lowest attested latency, then the lowest index. One pass over the ready
+    /// standbys; regions and latencies come from the packed lanes (each word read once).
     /// @param leaving An active endpoint about to leave (its region counts as uncovered).
+    /// @return found Whether any standby is ready.
+    /// @return best The pick.
+    /// @return uncovered Whether the pick's region is one the remaining active routes miss.
     function _bestStandby(Context memory ctx, Service storage s, uint64 leaving)
         internal
-        returns (bool found, uint16 best)
+        view
+        returns (bool found, uint16 best, bool uncovered)
     {
-        _loadRoutes(ctx, s);
         uint256 candidates = ctx.state.ready;
-        if (candidates == 0) return (false, 0);
-
-        uint256 covered;
-        uint256 staying = ctx.routes.active & ~leaving;
-        while (staying != 0) {
-            covered |= uint256(1) << s.endpoints[staying.lowest()].regionId;
-            staying &= staying - 1;
-        }
-
-        bool bestUncovered;
-        uint32 bestLatency;
-        while (candidates != 0) {
-            uint16 index = uint16(candidates.lowest());
-            candidates &= candidates - 1;
-            EndpointSlot storage e = s.endpoints[index];
-            bool uncovered = covered & (uint256(1) << e.regionId) == 0;
-            uint32 latency = e.latencyMs;
-            if (!found || (uncovered && !bestUncovered) || (uncovered == bestUncovered && latency < bestLatency)) {
-                (found, best, bestUncovered, bestLatency) = (true, index, uncovered, latency);
+        if (candidates == 0) return (false, 0, false);
+        _loadRoutes(ctx, s);
+        (uint256 r0, uint256 r1) = _regionWords(ctx, s);
+        uint256 covered = _regionMask(ctx.routes.active & ~leaving, r0, r1);
+        uint256 bestLatency;
+        uint256 wordIndex = type(uint256).max;
+        uint256 word;
+        for (; candidates != 0; candidates &= candidates - 1) {
+            uint256 i = candidates.lowest();
+            bool isUncovered = covered & (uint256(1) << _region(r0, r1, i)) == 0;
+            if (i >> 3 != wordIndex) {
+                wordIndex = i >> 3;
+                word = s.latencyLanes[wordIndex];
             }
+            uint256 latency = (word >> ((i & 7) << 5)) & 0xffffffff;
+            if (!found || (isUncovered && !uncovered) || (isUncovered == uncovered && latency < bestLatency)) {
+                (found, best, uncovered, bestLatency) = (true, uint16(i), isUncovered, latency);
+            }
+        }
+    }
+
+    /// @dev The active route to swap out for diversity: among routes whose region holds two or
+    /// more active routes, the highest attested latency, then the highest index. The caller
+    /// guarantees one exists (fewer regions than routes).
+    function _weakestDoubled(Context memory ctx, Service storage s) internal view returns (uint16 weakest) {
+        (uint256 r0, uint256 r1) = _regionWords(ctx, s);
+        uint256 once;
+        uint256 twice;
+        uint256 active = ctx.routes.active;
+        for (uint256 a = active; a != 0; a &= a - 1) {
+            uint256 regionBit = uint256(1) << _region(r0, r1, a.lowest());
+            if (once & regionBit != 0) twice |= regionBit;
+            once |= regionBit;
+        }
+        uint256 worst;
+        for (uint256 a = active; a != 0; a &= a - 1) {
+            uint256 i = a.lowest();
+            if (twice & (uint256(1) << _region(r0, r1, i)) == 0) continue;
+            uint256 latency = _latency(s, i);
+            if (latency >= worst) (weakest, worst) = (uint16(i), latency);
         }
     }
 
@@ -673,6 +825,68 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         return vantages.count() >= ctx.config.minVantages;
     }
 
+    /* INTERNAL: regions and latencies */
+
+    /// @dev The region lane words (the second only when the service has more than 32 endpoints).
+    function _regionWords(Context memory ctx, Service storage s) internal view returns (uint256 r0, uint256 r1) {
+        r0 = s.regionLanes[0];
+        if (ctx.state.endpointCount > 32) r1 = s.regionLanes[1];
+    }
+
+    function _region(uint256 r0, uint256 r1, uint256 index) internal pure returns (uint256) {
+        return ((index < 32 ? r0 : r1) >> ((index & 31) << 3)) & 0xff;
+    }
+
+    /// @dev Bitmap over region ids of the regions of `endpoints`.
+    function _regionMask(uint256 endpoints, uint256 r0, uint256 r1) internal pure returns (uint256 mask) {
+        for (; endpoints != 0; endpoints &= endpoints - 1) {
+            mask |= uint256(1) << _region(r0, r1, endpoints.lowest());
+        }
+    }
+
+    function _latency(Service storage s, uint256 index) internal view returns (uint32) {
+        return uint32(s.latencyLanes[index >> 3] >> ((index & 7) << 5));
+    }
+
+    /// @dev Records an endpoint's attested latency; emits `EndpointLatencyChanged` if it changed.
+    function _setLatency(Context memory ctx, Service storage s, uint16 index, uint32 latency) internal {
+        uint256 shift = (uint256(index) & 7) << 5;
+        uint256 word = s.latencyLanes[index >> 3];
+        if (uint32(word >> shift) == latency) return;
+        s.latencyLanes[index >> 3] = (word & ~(uint256(0xffffffff) << shift)) | (uint256(latency) << shift);
+        emit EndpointLatencyChanged(ctx.serviceId, index, latency);
+    }
+
+    /// @dev Tracks which quorum and minVantages values services use (for `setKeepers`).
+    function _use(uint8 quorum, uint8 minVantages, bool add) internal {
+        _count(quorum, 0, add);
+        if (minVantages > 1) _count(minVantages, 1, add);
+    }
+
+    function _count(uint8 value, uint256 kind, bool add) internal {
+        uint256 key = (kind << 8) | value;
+        uint256 n = _servicesUsing[key];
+        uint64 bit = uint64(1) << value;
+        if (add) {
+            if (n == 0) {
+                if (kind == 0) _inUse.quorums |= bit;
+                else _inUse.minVantages |= bit;
+            }
+            _servicesUsing[key] = n + 1;
+        } else {
+            if (n == 1) {
+                if (kind == 0) _inUse.quorums &= ~bit;
+                else _inUse.minVantages &= ~bit;
+            }
+            _servicesUsing[key] = n - 1;
+        }
+    }
+
+    /// @dev As long as the freeze lasted, at least MIN_FREEZE_GAP.
+    function _freezeGap(uint256 lasted) internal pure returns (uint256) {
+        return lasted > MIN_FREEZE_GAP ? lasted : MIN_FREEZE_GAP;
+    }
+
     /* INTERNAL: helpers */
 
     function _existing(bytes32 serviceId) internal view returns (Service storage s) {
@@ -687,7 +901,9 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         if (c.floor == 0 || c.floor > c.targetActive) revert InvalidConfig("floor", c.floor);
         if (c.minRegions > c.targetActive) revert InvalidConfig("minRegions", c.minRegions);
         if (c.quorum < MIN_QUORUM || c.quorum > _keeperSet.count) revert InvalidConfig("quorum", c.quorum);
-        if (c.minVantages > c.quorum) revert InvalidConfig("minVantages", c.minVantages);
+        if (c.minVantages > c.quorum || c.minVantages > _keeperSet.vantages) {
+            revert InvalidConfig("minVantages", c.minVantages);
+        }
         if (c.maxDemotions == 0) revert InvalidConfig("maxDemotions", 0);
         if (c.demotionWindow == 0) revert InvalidConfig("demotionWindow", 0);
         if (c.attestationTtl == 0) revert InvalidConfig("attestationTtl", 0);

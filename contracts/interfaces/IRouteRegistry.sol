@@ -17,23 +17,69 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// Endpoint lifecycle (per service, indices are stable):
 ///
 ///     addEndpoint --> Standby --(healthy quorum: ready)--> promoted --> Active
-///                        ^                                               |
-///                        |                          (unhealthy quorum)   v
-///                        +--(cooldown elapsed + healthy quorum)----- Demoted
+///                      ^  ^                                              |  |
+///                      |  +---(swapped out for a region: stays ready)----+  |
+///                      |                                (unhealthy quorum)  v
+///                      +--(cooldown elapsed + healthy quorum)----------- Demoted
 ///     retireEndpoint (governance, not while Active) --> Retired (final)
 ///
 /// Votes are bitmaps of keeper indices stored per endpoint; a keeper's vote stands until it
 /// changes it, the endpoint changes state, or the keeper set is rotated (config version bump).
-/// A transaction that changes the active set bumps the service's epoch once and emits one
-/// `RouteSetChanged` carrying the new set.
+/// A transaction that changes the active set (or, by governance, the URL of an active route)
+/// bumps the service's epoch once and emits one `RouteSetChanged` carrying the new set.
+///
+/// PROMOTION: a ready standby is promoted to fill the set up to `targetActive` and to replace a
+/// demoted route. The pick: a standby whose region no remaining active route covers first, then
+/// the lowest attested latency, then the lowest index. So fill and failover cover missing
+/// regions before adding a second route in a covered one.
+///
+/// REGIONS (`minRegions`): while the active set covers fewer than min(`minRegions`, active
+/// count) distinct regions and a ready standby of an uncovered region exists, the registry swaps
+/// the best such standby in for the weakest route of a doubled region (a region with two or more
+/// active routes; weakest = highest attested latency, then highest index). The route swapped out
+/// returns to Standby and stays ready (no quorum judged it unhealthy). A swap keeps the active
+/// count (never below the floor) and counts as one demotion against `maxDemotions` per
+/// `demotionWindow`. While the service is frozen or its demotion window is exhausted, the swap is
+/// deferred: `RegionSwapDeferred` fires (once per episode) and the swap completes on the first
+/// attestation after the rail lifts. Invariant: after every attestation, the active set covers at
+/// least min(`minRegions`, active count, regions among the active routes and ready standbys)
+/// regions, unless such a deferral is in force.
 ///
 /// Safety rails: the active count never drops below `floor` (a failing route with no
 /// replacement stays, flagged degraded, and `DemotionDeferred` fires as an alarm); at most
 /// `maxDemotions` per `demotionWindow`; a guardian may freeze keeper-driven changes of a service
-/// for a bounded time, and the freeze expires by itself.
+/// for at most `MAX_FREEZE` at a time, and the freeze expires by itself. A freeze cannot be
+/// renewed back to back: after a freeze ends (it expires, or `unfreeze` lifts it), the guardian
+/// cannot freeze that service again for as long as the freeze lasted, and at least
+/// `MIN_FREEZE_GAP`; so a service is frozen at most half the time, never more than `MAX_FREEZE`
+/// in a row.
+///
+/// Vantages: a service's `minVantages` never exceeds the distinct vantages of the current keeper
+/// set: `createService`/`configureService` refuse such a config and `setKeepers` refuses a set
+/// with fewer distinct vantages than some service requires (as it refuses one smaller than some
+/// service's quorum), so a vantage requirement can never silently stop failover.
+/// `keeperSetBounds` reports both sides.
+///
+/// Events: every change a client or the status page shows has an event, so the full state can
+/// be rebuilt from logs: membership (`ServiceCreated`, `ServiceConfigured`, `EndpointAdded`,
+/// `EndpointUpdated`, `EndpointRetired`, `KeeperSetUpdated`), state and readiness
+/// (`EndpointStatusChanged`, `EndpointReadinessChanged`, also when retiring a ready standby),
+/// the set (`RouteSetChanged`), latency (`EndpointLatencyChanged`), the degraded flag (set by
+/// `DemotionDeferred`, cleared by `DegradedCleared` or by the route leaving the set), rails
+/// (`RegionSwapDeferred`, `Frozen`, `Unfrozen`). Readiness belongs to standbys: an endpoint
+/// leaving Standby (`EndpointStatusChanged`) is no longer ready, without a readiness event.
 ///
 /// Reentrancy: the registry makes no external calls (the only call is the ecrecover precompile,
 /// a staticcall), holds no ether and no tokens, so there is nothing to re-enter.
+///
+/// Cost: an attestation that changes nothing reads one slot each of the service config and state
+/// and the keeper; promotion reads each ready standby's region and latency from packed lanes (32
+/// regions, 8 latencies a slot) with a constant-time lowest-set-bit, so choosing among N ready
+/// standbys costs about N/8 storage reads; `setKeepers` is O(keepers), whatever the number of
+/// services.
+///
+/// Portability: compiled for the `shanghai` EVM (no Cancun opcodes such as MCOPY, TLOAD/TSTORE),
+/// so it deploys and runs on any chain from Shanghai on.
 interface IRouteRegistry {
     /* ERRORS */
 
@@ -77,6 +123,8 @@ interface IRouteRegistry {
     error MixedServices(bytes32 first, bytes32 other);
     /// @notice A freeze longer than `MAX_FREEZE`.
     error FreezeTooLong(uint256 duration, uint256 max);
+    /// @notice A freeze while one is in force, or before the gap after the last one elapsed.
+    error FreezeTooSoon(bytes32 serviceId, uint64 nextFreezeAt);
 
     /* EVENTS */
 
@@ -88,7 +136,8 @@ interface IRouteRegistry {
     event EndpointAdded(
         bytes32 indexed serviceId, uint16 indexed endpoint, string url, string region, string provider, address operator
     );
-    /// @notice An endpoint's URL, provider or operator was changed by governance.
+    /// @notice An endpoint's URL, provider or operator was changed by governance. When the URL of an
+    /// active route changes, the set clients read changed: `RouteSetChanged` follows with a new epoch.
     event EndpointUpdated(
         bytes32 indexed serviceId, uint16 indexed endpoint, string url, string provider, address operator
     );
@@ -100,12 +149,23 @@ interface IRouteRegistry {
     event EndpointStatusChanged(
         bytes32 indexed serviceId, uint16 indexed endpoint, EndpointStatus from, EndpointStatus to
     );
-    /// @notice A standby (or cooled-down demoted endpoint) gained (`ready`) or lost a healthy quorum.
+    /// @notice A standby (or cooled-down demoted endpoint) gained (`ready`) or lost a healthy quorum;
+    /// also `ready` for a route swapped out for region diversity, and not ready for a ready standby
+    /// retired by governance.
     event EndpointReadinessChanged(bytes32 indexed serviceId, uint16 indexed endpoint, bool ready);
+    /// @notice The latency attested for an endpoint (shown to clients in its route) changed.
+    event EndpointLatencyChanged(bytes32 indexed serviceId, uint16 indexed endpoint, uint32 latencyMs);
     /// @notice The authorised route set changed: the one event clients follow.
     event RouteSetChanged(bytes32 indexed serviceId, uint32 indexed epoch, uint16[] routes);
     /// @notice Alarm: a quorum judged an active endpoint unhealthy but it stays (degraded).
     event DemotionDeferred(bytes32 indexed serviceId, uint16 indexed endpoint, DeferReason reason);
+    /// @notice An active route's degraded flag was cleared while it stays in the set (the quorum
+    /// judging it unhealthy dissolved, or a keeper-set rotation voided it).
+    event DegradedCleared(bytes32 indexed serviceId, uint16 indexed endpoint);
+    /// @notice Alarm: the set covers `coveredRegions` < `minRegions` regions and a ready standby of
+    /// an uncovered region could restore diversity, but the freeze (`Frozen`) or the blast radius
+    /// (`BlastRadius`) defers the swap. Fires once per episode.
+    event RegionSwapDeferred(bytes32 indexed serviceId, uint8 coveredRegions, uint8 minRegions, DeferReason reason);
     /// @notice The guardian froze keeper-driven changes of a service until `until`.
     event Frozen(bytes32 indexed serviceId, uint64 until);
     /// @notice A freeze was lifted before it expired.
@@ -119,7 +179,8 @@ interface IRouteRegistry {
     function createService(bytes32 serviceId, string calldata name, ServiceConfig calldata config) external;
 
     /// @notice Replaces a service's config. Takes effect on the next attestation; never
-    /// demotes by itself. Requires the governor role.
+    /// demotes by itself. Requires the governor role. Both this and `createService` refuse a
+    /// `minVantages` above `quorum` or above the current keeper set's distinct vantages.
     function configureService(bytes32 serviceId, ServiceConfig calldata config) external;
 
     /// @notice Adds an endpoint as a Standby that is not ready: only a keeper quorum can make it serve.
@@ -134,7 +195,8 @@ interface IRouteRegistry {
     ) external returns (uint16 endpoint);
 
     /// @notice Changes an endpoint's URL, provider and operator (not its region, which drives
-    /// diversity). Requires the governor role.
+    /// diversity). Requires the governor role. If the endpoint is active and its URL changes, the
+    /// service's epoch increases and `RouteSetChanged` is emitted, so that followers re-read it.
     function updateEndpoint(
         bytes32 serviceId,
         uint16 endpoint,
@@ -143,20 +205,27 @@ interface IRouteRegistry {
         address operator
     ) external;
 
-    /// @notice Retires a non-active endpoint for good. Requires the governor role.
+    /// @notice Retires a non-active endpoint for good. Requires the governor role. A ready standby
+    /// loses its readiness (`EndpointReadinessChanged(..., false)`).
     function retireEndpoint(bytes32 serviceId, uint16 endpoint) external;
 
     /// @notice Replaces the keeper set and bumps the config version, voiding every vote and
-    /// signature made under the previous one. Requires the governor role.
+    /// signature made under the previous one. Requires the governor role. Refuses a set smaller
+    /// than the largest service quorum, or with fewer distinct vantages than the largest service
+    /// `minVantages` (see `keeperSetBounds`). Costs O(keepers), independent of the number of services.
     /// @param signers Keeper addresses, at most `MAX_KEEPERS`, no duplicates, no zero address.
     /// @param vantages Each keeper's vantage tag (e.g. its region), same length as `signers`.
     function setKeepers(address[] calldata signers, bytes32[] calldata vantages) external;
 
     /// @notice Freezes keeper-driven changes of the active set of a service for `duration`
-    /// seconds (at most `MAX_FREEZE`); votes and liveness are still recorded. Requires the guardian role.
+    /// seconds (at most `MAX_FREEZE`); votes and liveness are still recorded. Requires the guardian
+    /// role. Reverts with `FreezeTooSoon` while a freeze is in force (a freeze cannot be extended)
+    /// and until the gap after the last freeze elapsed: as long as that freeze lasted, at least
+    /// `MIN_FREEZE_GAP`.
     function freeze(bytes32 serviceId, uint64 duration) external;
 
-    /// @notice Lifts a freeze early. Requires the guardian role.
+    /// @notice Lifts a freeze early; the gap before the next freeze is as long as the freeze
+    /// actually lasted (at least `MIN_FREEZE_GAP`). Requires the guardian role.
     function unfreeze(bytes32 serviceId) external;
 
     /* KEEPERS (health) */
@@ -188,6 +257,15 @@ interface IRouteRegistry {
 
     /// @notice The current keeper set and its config version.
     function keepers() external view returns (uint32 configVersion, address[] memory signers, bytes32[] memory vantages);
+
+    /// @notice Both sides of the keeper-set checks: the current set's distinct vantages, and what
+    /// any new set must have: at least `minKeepers` signers (the largest service quorum) and at
+    /// least `minDistinctVantages` distinct vantages (the largest service `minVantages`; 0 if none
+    /// requires more than one).
+    function keeperSetBounds()
+        external
+        view
+        returns (uint8 distinctVantages, uint8 minKeepers, uint8 minDistinctVantages);
 
     /// @notice A keeper's last accepted nonce and whether it is in the current set.
     function keeperState(address keeper) external view returns (bool active, uint8 index, uint64 lastNonce);

@@ -9,11 +9,14 @@ struct ServiceConfig {
     uint8 targetActive;
     /// @dev Minimum number of active routes: a demotion that would go below it is deferred.
     uint8 floor;
-    /// @dev Distinct regions wanted among active routes; promotion prefers uncovered regions.
+    /// @dev Distinct regions wanted among active routes (at most `targetActive`): fill and
+    /// promotion prefer uncovered regions, and a ready standby of an uncovered region is swapped
+    /// in for the weakest route of a doubled region while the set covers fewer.
     uint8 minRegions;
     /// @dev Distinct keepers whose matching verdicts change an endpoint's state (>= 2).
     uint8 quorum;
-    /// @dev Distinct keeper vantages a quorum must span (0 or 1: no constraint).
+    /// @dev Distinct keeper vantages a quorum must span (0 or 1: no constraint); at most `quorum`
+    /// and at most the current keeper set's distinct vantages.
     uint8 minVantages;
     /// @dev Maximum demotions per `demotionWindow` (blast radius).
     uint8 maxDemotions;
@@ -39,7 +42,7 @@ enum EndpointStatus {
     Retired
 }
 
-/// @notice Why a quorum-backed demotion did not happen (yet).
+/// @notice Why a quorum-backed demotion (or a region swap) did not happen (yet).
 enum DeferReason {
     /// @dev No eligible standby and demoting would go below the floor.
     Floor,

@@ -55,7 +55,7 @@ contract FuzzTest is RegistryTest {
         uint32 lastEpoch = _epoch();
         for (uint256 step; step < 24; ++step) {
             uint256 r = uint256(keccak256(abi.encode(seed, step)));
-            vm.warp(block.timestamp + _bound(r >> 8, 0, 90));
+            vm.warp(vm.getBlockTimestamp() + _bound(r >> 8, 0, 90));
             _vote(r % 4, uint16((r >> 4) % 4), (r >> 6) % 3 != 0);
 
             ServiceView memory s = registry.service(SERVICE);
@@ -72,10 +72,10 @@ contract FuzzTest is RegistryTest {
         _vote(0, 0, false);
         _vote(1, 0, false);
         uint256 until = registry.endpoint(SERVICE, 0).cooldownUntil;
-        vm.warp(block.timestamp + _bound(wait, 0, 120));
+        vm.warp(vm.getBlockTimestamp() + _bound(wait, 0, 120));
         _vote(2, 0, true);
         _vote(3, 0, true);
         bool back = registry.endpoint(SERVICE, 0).status != EndpointStatus.Demoted;
-        vm.assertEq(back, block.timestamp >= until, "returns iff the cooldown elapsed");
+        vm.assertEq(back, vm.getBlockTimestamp() >= until, "returns iff the cooldown elapsed");
     }
 }

@@ -288,7 +288,7 @@ contract RouteRegistryTest is RegistryTest {
         _vote(1, 0, true);
         vm.assertTrue(_status(0) == EndpointStatus.Demoted, "still cooling down");
 
-        vm.warp(block.timestamp + 61);
+        vm.warp(vm.getBlockTimestamp() + 61);
         _vote(0, 0, true);
         vm.assertTrue(_status(0) == EndpointStatus.Demoted, "one fresh vote is not a quorum");
         _vote(1, 0, true);
@@ -318,7 +318,7 @@ contract RouteRegistryTest is RegistryTest {
         vm.assertTrue(set.routes[0].degraded, "flagged degraded");
 
         // A standby becoming ready replaces the degraded route.
-        vm.warp(block.timestamp + 1);
+        vm.warp(vm.getBlockTimestamp() + 1);
         _vote(2, 3, true);
         _vote(3, 3, true);
         vm.assertTrue(_status(0) == EndpointStatus.Demoted, "degraded route replaced");
@@ -353,7 +353,7 @@ contract RouteRegistryTest is RegistryTest {
         vm.assertTrue(_isActive(1), "second demotion deferred");
 
         // After the window, the next attestation (even a heartbeat) completes it.
-        vm.warp(block.timestamp + 601);
+        vm.warp(vm.getBlockTimestamp() + 601);
         _submit(2, SERVICE, _none());
         vm.assertTrue(_status(1) == EndpointStatus.Demoted, "completed after the window");
     }
@@ -369,7 +369,7 @@ contract RouteRegistryTest is RegistryTest {
         vm.assertTrue(_isActive(0), "frozen");
         vm.assertEq(_epoch(), 1, "no change while frozen");
 
-        vm.warp(block.timestamp + 101);
+        vm.warp(vm.getBlockTimestamp() + 101);
         _submit(3, SERVICE, _none());
         vm.assertTrue(_status(0) == EndpointStatus.Demoted, "freeze expired by itself");
     }
@@ -443,22 +443,22 @@ contract RouteRegistryTest is RegistryTest {
 
     function test_attest_revertsWhenDeadlineTooFar() public {
         Attestation memory a = _attestation(0, SERVICE, _none());
-        a.deadline = uint64(block.timestamp + 301);
+        a.deadline = uint64(vm.getBlockTimestamp() + 301);
         bytes memory sig = _sign(keeperKeys[0], a);
         vm.expectRevert(
-            abi.encodeWithSelector(IRouteRegistry.DeadlineTooFar.selector, a.deadline, block.timestamp + 300)
+            abi.encodeWithSelector(IRouteRegistry.DeadlineTooFar.selector, a.deadline, vm.getBlockTimestamp() + 300)
         );
         registry.attest(a, sig);
     }
 
     function test_attest_heartbeatRefreshesLivenessOnly() public {
         _bootstrap(SERVICE);
-        vm.warp(block.timestamp + 400);
+        vm.warp(vm.getBlockTimestamp() + 400);
         vm.assertTrue(registry.authorisedRoutes(SERVICE).stale, "stale after the TTL");
         _submit(2, SERVICE, _none());
         RouteSet memory set = registry.authorisedRoutes(SERVICE);
         vm.assertFalse(set.stale, "fresh again");
-        vm.assertEq(set.lastAttestedAt, block.timestamp, "liveness");
+        vm.assertEq(set.lastAttestedAt, vm.getBlockTimestamp(), "liveness");
         vm.assertEq(set.epoch, 1, "no change");
     }
 

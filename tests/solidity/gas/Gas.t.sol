@@ -4,7 +4,7 @@ pragma solidity ^0.8.28;
 import {vm} from "../utils/Vm.sol";
 import {RegistryTest} from "../utils/RegistryTest.sol";
 import {Attestation, Verdict} from "../../../contracts/types/Attestation.sol";
-import {EndpointStatus} from "../../../contracts/types/Service.sol";
+import {EndpointStatus, ServiceConfig} from "../../../contracts/types/Service.sol";
 
 /// @notice Gas snapshots of the keeper hot paths (`make gas`, run with `forge test --isolate` so
 /// each figure is what a keeper pays: whole transaction, intrinsic gas and calldata included,
@@ -20,7 +20,7 @@ contract GasTest is RegistryTest {
         _createService(BIG, 64, defaultConfig());
         _bootstrap(BIG);
         // A later block, as on a real chain: nothing the bootstrap touched is warm.
-        vm.warp(block.timestamp + 12);
+        vm.warp(vm.getBlockTimestamp() + 12);
     }
 
     /// One keeper flags one active endpoint; quorum not reached.
@@ -62,6 +62,36 @@ contract GasTest is RegistryTest {
         vm.assertLe(big, small * 110 / 100, "gas grows with what changed, not with the endpoint count");
     }
 
+    /// F16: the vote that completes a failover, with 2, 16 and 62 ready standbys to choose from
+    /// (regions eu-west, us-east, ap-south in turn; the set {0, 1}; endpoint 0 fails). Promotion
+    /// reads the packed region and latency lanes, one slot per 32 regions / 8 latencies, not one
+    /// slot per standby: 62 standbys cost at most twice 2 standbys.
+    function test_audit_F16_failoverGasFlatInReadyStandbys() public {
+        uint256 two = _failover(2, 110_000);
+        uint256 sixteen = _failover(16, 120_000);
+        uint256 sixtyTwo = _failover(62, 2 * two);
+        vm.assertLe(sixteen, sixtyTwo, "more standbys never cost less");
+        vm.assertLe(sixtyTwo, 2 * two, "failover-62-standbys <= 2 x failover-2-standbys");
+    }
+
+    function _failover(uint256 standbys, uint256 budget) internal returns (uint256 gasUsed) {
+        bytes32 id = keccak256(abi.encode("failover", standbys));
+        _createService(id, standbys + 2, defaultConfig());
+        Verdict[] memory all = new Verdict[](standbys + 2);
+        for (uint16 i; i < all.length; ++i) {
+            all[i] = Verdict({endpoint: i, healthy: true, latencyMs: 10 + i, headLag: 0});
+        }
+        _submit(2, id, all);
+        _submit(3, id, all);
+        vm.assertEq(registry.service(id).readyMask, ((uint256(1) << (standbys + 2)) - 1) & ~uint256(3), "ready");
+        vm.warp(vm.getBlockTimestamp() + 12);
+        _submit(0, id, _one(0, false));
+        string memory name = string.concat("failover-", vm.toString(standbys), "-standbys");
+        gasUsed = _measure(1, id, _one(0, false), name, budget);
+        vm.assertTrue(registry.endpoint(id, 0).status == EndpointStatus.Demoted, "failed over");
+        vm.assertTrue(registry.endpoint(id, 2).status == EndpointStatus.Active, "ap-south #2 (uncovered) promoted");
+    }
+
     function _measure(uint256 keeper, bytes32 id, Verdict[] memory verdicts, string memory name, uint256 budget)
         internal
         returns (uint256 gasUsed)
@@ -71,5 +101,26 @@ contract GasTest is RegistryTest {
         registry.attest(a, sig);
         gasUsed = vm.snapshotGasLastCall(name);
         vm.assertLe(gasUsed, budget, string.concat(name, " budget"));
+    }
+
+    /// F10: rotating the keeper set costs the same with 100 services as with one (it used to loop
+    /// over every service ever created, ~4.6k gas each).
+    function test_audit_F10_setKeepersGasFlatInServices() public {
+        ServiceConfig memory c = defaultConfig();
+        for (uint256 i = 2; i < 100; ++i) {
+            c.quorum = uint8(2 + i % 3);
+            c.minVantages = uint8(i % 3);
+            vm.prank(admin);
+            registry.createService(keccak256(abi.encode(i)), "s", c);
+        }
+        vm.assertEq(registry.serviceIds().length, 100, "100 services");
+        vm.warp(vm.getBlockTimestamp() + 12);
+        bytes32[] memory vantages = new bytes32[](4);
+        (vantages[0], vantages[1], vantages[2], vantages[3]) = (bytes32("eu"), bytes32("eu"), bytes32("us"), "us");
+        vm.prank(admin);
+        registry.setKeepers(keeperAddrs, vantages);
+        vm.assertLe(vm.snapshotGasLastCall("setKeepers-100-services"), 100_000, "setKeepers-100-services budget");
+        (uint32 version,,) = registry.keepers();
+        vm.assertEq(version, 2, "rotated");
     }
 }

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {vm} from "../utils/Vm.sol";
+import {vm, Vm} from "../utils/Vm.sol";
 import {RegistryTest} from "../utils/RegistryTest.sol";
 import {RouteRegistry} from "../../../contracts/RouteRegistry.sol";
 import {Attestation, Verdict} from "../../../contracts/types/Attestation.sol";
@@ -13,8 +13,8 @@ contract RegistryHandler {
     RouteRegistry internal immutable registry;
     bytes32 internal immutable service;
     address internal immutable guardian;
+    uint256 internal immutable endpoints;
     uint256[] internal keys;
-    mapping(address => uint64) internal nonces;
 
     /// @dev Once the active count reached the floor, the number of times it was seen below it.
     uint256 public floorBreaches;
@@ -25,18 +25,39 @@ contract RegistryHandler {
     uint256 public freezeViolations;
     /// @dev Number of route-set changes observed (to show the run did something).
     uint256 public changes;
+    /// @dev Calls after which the set covered fewer regions than ready standbys allowed
+    /// (min(minRegions, active count, regions of active routes and ready standbys)) while neither
+    /// the freeze nor an exhausted demotion window excused it.
+    uint256 public regionViolations;
+    /// @dev Calls that left such a shortfall without a `RegionSwapDeferred` alarm in the episode.
+    uint256 public regionAlarmsMissing;
+    /// @dev Calls after which the set was short of regions while a swap was possible (excused).
+    uint256 public regionDeferrals;
+    /// @dev Region swaps observed (an active route back to Standby).
+    uint256 public swaps;
+
+    // Mirror of the registry's blast-radius window, from the demotions and swaps it emitted.
+    uint256 internal windowStart;
+    uint256 internal windowDemotions;
+    bool internal deferralAnnounced;
+
+    bytes32 internal constant STATUS_CHANGED = keccak256("EndpointStatusChanged(bytes32,uint16,uint8,uint8)");
+    bytes32 internal constant SWAP_DEFERRED = keccak256("RegionSwapDeferred(bytes32,uint8,uint8,uint8)");
 
     constructor(RouteRegistry registry_, bytes32 service_, address guardian_, uint256[] memory keys_) {
         registry = registry_;
         service = service_;
         guardian = guardian_;
         keys = keys_;
+        endpoints = registry_.service(service_).endpointCount;
     }
 
     /// One keeper votes on one endpoint.
     function vote(uint256 keeperSeed, uint256 endpointSeed, bool healthy, uint32 latency) external {
         Verdict[] memory v = new Verdict[](1);
-        v[0] = Verdict({endpoint: uint16(endpointSeed % 5), healthy: healthy, latencyMs: latency % 500, headLag: 0});
+        v[0] = Verdict({
+            endpoint: uint16(endpointSeed % endpoints), healthy: healthy, latencyMs: latency % 500, headLag: 0
+        });
         _observe(_single(keeperSeed % keys.length, v));
     }
 
@@ -53,7 +74,7 @@ contract RegistryHandler {
         for (uint256 k; k < keys.length; ++k) {
             if (subsetSeed & (1 << k) == 0) continue;
             Verdict[] memory v = new Verdict[](1);
-            v[0] = Verdict({endpoint: uint16(endpointSeed % 5), healthy: healthy, latencyMs: 20, headLag: 0});
+            v[0] = Verdict({endpoint: uint16(endpointSeed % endpoints), healthy: healthy, latencyMs: 20, headLag: 0});
             (as_[j], sigs[j]) = _signed(k, v);
             ++j;
         }
@@ -65,12 +86,13 @@ contract RegistryHandler {
     }
 
     function warp(uint16 seconds_) external {
-        vm.warp(block.timestamp + seconds_ % 400);
+        vm.warp(vm.getBlockTimestamp() + seconds_ % 400);
     }
 
     function freeze(uint16 duration) external {
         vm.prank(guardian);
-        registry.freeze(service, duration % 300);
+        // Refused until the gap after the last freeze elapsed (F11): nothing to observe then.
+        try registry.freeze(service, duration % 300) {} catch {}
     }
 
     function unfreeze() external {
@@ -78,20 +100,26 @@ contract RegistryHandler {
         registry.unfreeze(service);
     }
 
-    function _single(uint256 keeper, Verdict[] memory v) internal returns (bytes memory) {
+    function _single(uint256 keeper, Verdict[] memory v) internal view returns (bytes memory) {
         (Attestation memory a, bytes memory sig) = _signed(keeper, v);
         return abi.encodeCall(RouteRegistry.attest, (a, sig));
     }
 
-    function _signed(uint256 keeper, Verdict[] memory v) internal returns (Attestation memory a, bytes memory sig) {
+    function _signed(uint256 keeper, Verdict[] memory v)
+        internal
+        view
+        returns (Attestation memory a, bytes memory sig)
+    {
         (uint32 version,,) = registry.keepers();
         address signer = vm.addr(keys[keeper]);
+        // Continue from the keeper's nonce on chain (the fixture's bootstrap already used some).
+        (,, uint64 lastNonce) = registry.keeperState(signer);
         a = Attestation({
             service: service,
             epoch: registry.service(service).epoch,
             configVersion: version,
-            nonce: ++nonces[signer],
-            deadline: uint64(block.timestamp + 60),
+            nonce: lastNonce + 1,
+            deadline: uint64(vm.getBlockTimestamp() + 60),
             verdicts: v
         });
         (uint8 pv, bytes32 r, bytes32 s) = vm.sign(keys[keeper], registry.attestationDigest(a));
@@ -101,10 +129,13 @@ contract RegistryHandler {
     /// @dev Runs one call and checks the transition it made.
     function _observe(bytes memory call) internal {
         ServiceView memory before = registry.service(service);
-        bool frozen = block.timestamp < before.frozenUntil;
+        bool frozen = vm.getBlockTimestamp() < before.frozenUntil;
+        vm.recordLogs();
         (bool ok,) = address(registry).call(call);
+        Vm.Log[] memory logs = vm.getRecordedLogs();
         ServiceView memory after_ = registry.service(service);
         if (!ok) return;
+        _checkRegions(after_, frozen, logs);
 
         bool setChanged = before.activeMask != after_.activeMask;
         if (setChanged) ++changes;
@@ -112,6 +143,62 @@ contract RegistryHandler {
         if (frozen && setChanged) ++freezeViolations;
         if (after_.activeCount >= after_.config.floor) floorReached = true;
         else if (floorReached) ++floorBreaches;
+    }
+
+    /// @dev F03: after every accepted attestation, the active set covers
+    /// min(minRegions, active count, regions among active routes and ready standbys) regions,
+    /// unless the freeze or an exhausted demotion window defers the swap, which an alarm announced.
+    function _checkRegions(ServiceView memory s, bool frozen, Vm.Log[] memory logs) internal {
+        uint256 now_ = vm.getBlockTimestamp();
+        for (uint256 i; i < logs.length; ++i) {
+            Vm.Log memory log = logs[i];
+            if (log.emitter != address(registry) || log.topics.length < 2 || log.topics[1] != service) continue;
+            if (log.topics[0] == SWAP_DEFERRED) deferralAnnounced = true;
+            if (log.topics[0] == STATUS_CHANGED) {
+                (uint8 from, uint8 to) = abi.decode(log.data, (uint8, uint8));
+                if (from != uint8(EndpointStatus.Active)) continue;
+                if (to == uint8(EndpointStatus.Standby)) ++swaps;
+                if (now_ >= windowStart + s.config.demotionWindow) (windowStart, windowDemotions) = (now_, 0);
+                ++windowDemotions;
+            }
+        }
+        uint256 activeRegions;
+        uint256 reachable;
+        for (uint16 i; i < s.endpointCount; ++i) {
+            uint64 bit = uint64(1) << i;
+            if ((s.activeMask | s.readyMask) & bit == 0) continue;
+            uint256 region = uint256(1) << _regionIndex(registry.endpoint(service, i).region);
+            reachable |= region;
+            if (s.activeMask & bit != 0) activeRegions |= region;
+        }
+        uint256 wanted = _min(_min(s.config.minRegions, s.activeCount), _popcount(reachable));
+        if (_popcount(activeRegions) >= wanted) {
+            deferralAnnounced = false;
+            return;
+        }
+        ++regionDeferrals;
+        bool windowExhausted = now_ < windowStart + s.config.demotionWindow && windowDemotions >= s.config.maxDemotions;
+        if (!frozen && !windowExhausted) ++regionViolations;
+        if (!deferralAnnounced) ++regionAlarmsMissing;
+    }
+
+    /// @dev The fixture's regions, as small integers.
+    function _regionIndex(string memory region) internal pure returns (uint256) {
+        bytes32 h = keccak256(bytes(region));
+        if (h == keccak256("eu-west")) return 0;
+        if (h == keccak256("us-east")) return 1;
+        if (h == keccak256("ap-south")) return 2;
+        return 3;
+    }
+
+    function _min(uint256 a, uint256 b) internal pure returns (uint256) {
+        return a < b ? a : b;
+    }
+
+    function _popcount(uint256 x) internal pure returns (uint256 n) {
+        for (; x != 0; x &= x - 1) {
+            ++n;
+        }
     }
 }
 
@@ -177,4 +264,59 @@ contract RouteRegistryInvariantTest is RegistryTest {
     function invariant_freezeBlocksKeeperDrivenChanges() public view {
         vm.assertEq(handler.freezeViolations(), 0, "changed while frozen");
     }
+
+    /// F03: region diversity is restored whenever ready standbys allow it (or a rail defers it,
+    /// announced by `RegionSwapDeferred`).
+    function invariant_audit_F03_minRegionsHeldWhenReadyStandbysAllow() public view {
+        vm.assertEq(handler.regionViolations(), 0, "set short of minRegions with no rail deferring the swap");
+        vm.assertEq(handler.regionAlarmsMissing(), 0, "deferred region swap without a RegionSwapDeferred alarm");
+    }
 }
+
+/// @notice F03 under random keeper traffic: a service whose four endpoints sit in two regions
+/// (eu-west #0 #2, us-east #1 #3; target 2, minRegions 2), so that failovers often leave both
+/// routes in one region while a standby of the other comes and goes (profile `ci`: 256 runs x
+/// depth 64).
+contract RegionInvariantTest is RegistryTest {
+    RegistryHandler internal handler;
+    bytes32 internal constant REGIONS = keccak256("regions/rpc");
+
+    function setUp() public override {
+        super.setUp();
+        vm.startPrank(admin);
+        registry.createService(REGIONS, "regions/rpc", defaultConfig());
+        for (uint256 i; i < 4; ++i) {
+            registry.addEndpoint(
+                REGIONS,
+                string.concat("http://127.0.0.1:", vm.toString(8700 + i)),
+                i % 2 == 0 ? "eu-west" : "us-east",
+                "self-hosted",
+                address(uint160(0x2000 + i))
+            );
+        }
+        vm.stopPrank();
+        _bootstrap(REGIONS);
+        handler = new RegistryHandler(registry, REGIONS, guardian, keeperKeys);
+    }
+
+    function targetContracts() public view returns (address[] memory targets) {
+        targets = new address[](1);
+        targets[0] = address(handler);
+    }
+
+    /// F03: region diversity is restored whenever ready standbys allow it (or a rail defers it,
+    /// announced by `RegionSwapDeferred`).
+    function invariant_audit_F03_minRegionsHeldWhenReadyStandbysAllow() public view {
+        vm.assertEq(handler.regionViolations(), 0, "set short of minRegions with no rail deferring the swap");
+        vm.assertEq(handler.regionAlarmsMissing(), 0, "deferred region swap without a RegionSwapDeferred alarm");
+    }
+
+    function invariant_activeCountNeverBelowFloorOnceReached() public view {
+        vm.assertEq(handler.floorBreaches(), 0, "floor breached");
+    }
+
+    function invariant_epochMovesWithEveryChangeAndOnlyThen() public view {
+        vm.assertEq(handler.epochViolations(), 0, "epoch out of step with the set");
+    }
+}
+

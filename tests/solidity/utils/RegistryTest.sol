@@ -93,7 +93,7 @@ abstract contract RegistryTest {
             epoch: registry.service(id).epoch,
             configVersion: version,
             nonce: ++nextNonce[signer],
-            deadline: uint64(block.timestamp + 60),
+            deadline: uint64(vm.getBlockTimestamp() + 60),
             verdicts: verdicts
         });
     }

@@ -5,6 +5,13 @@ pragma solidity ^0.8.28;
 /// @notice The subset of Foundry's cheatcodes Lifeline's tests and scripts use. forge-std is not
 /// available offline; these signatures match Foundry 1.7's cheatcode ABI.
 interface Vm {
+    /// @dev A log captured by `recordLogs`.
+    struct Log {
+        bytes32[] topics;
+        bytes data;
+        address emitter;
+    }
+
     // Environment and accounts
     function addr(uint256 privateKey) external pure returns (address);
     function sign(uint256 privateKey, bytes32 digest) external pure returns (uint8 v, bytes32 r, bytes32 s);
@@ -19,10 +26,16 @@ interface Vm {
     function startPrank(address msgSender) external;
     function stopPrank() external;
     function warp(uint256 newTimestamp) external;
+    /// @dev The current block timestamp. Read the clock with this after `warp`, never with
+    /// `block.timestamp`: with via-IR, the optimizer may reuse a `block.timestamp` read from
+    /// before the warp (the call is opaque to it, the opcode is not).
+    function getBlockTimestamp() external view returns (uint256 timestamp);
     function assume(bool condition) external pure;
     function expectRevert(bytes calldata revertData) external;
     function expectRevert(bytes4 revertData) external;
     function expectEmit() external;
+    function recordLogs() external;
+    function getRecordedLogs() external returns (Log[] memory logs);
     function startBroadcast(uint256 privateKey) external;
     function stopBroadcast() external;
     function getBlockNumber() external view returns (uint256);
