@@ -80,6 +80,14 @@ const READ_DOM: &str = r#"(() => {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_page_shows_failover() -> eyre::Result<()> {
+    // Every browser call below is bounded too; this bounds the whole run, so a browser that stops
+    // answering fails the test instead of hanging the suite.
+    tokio::time::timeout(Duration::from_secs(180), shows_failover())
+        .await
+        .map_err(|_| eyre::eyre!("status_page_shows_failover did not finish within 180 s"))?
+}
+
+async fn shows_failover() -> eyre::Result<()> {
     let started = Instant::now();
     let chromium = chromium()?;
     let world = World::start(&[1, 2, 3]).await?;
@@ -108,7 +116,7 @@ async fn status_page_shows_failover() -> eyre::Result<()> {
     });
 
     let chrome = Chrome::launch(&chromium, &out.join("chromium-profile")).await?;
-    let page = chrome.browser.new_page(url.as_str()).await?;
+    let page = open_page(&chrome, url.as_str()).await?;
     eprintln!("[{:5.1}s] browser on {url}", started.elapsed().as_secs_f64());
 
     // The page shows the set in force before anything fails.
@@ -296,13 +304,33 @@ async fn wait_for_page(
 }
 
 async fn read_dom(page: &Page) -> eyre::Result<Dom> {
-    let text: String = page.evaluate(READ_DOM).await?.into_value()?;
+    let text: String = tokio::time::timeout(Duration::from_secs(5), page.evaluate(READ_DOM))
+        .await
+        .map_err(|_| eyre::eyre!("the browser took over 5 s to evaluate"))??
+        .into_value()?;
     Ok(serde_json::from_str(&text)?)
 }
 
 async fn screenshot(page: &Page, path: &Path) -> eyre::Result<()> {
-    page.save_screenshot(ScreenshotParams::builder().full_page(true).build(), path).await?;
+    let params = ScreenshotParams::builder().full_page(true).build();
+    tokio::time::timeout(Duration::from_secs(15), page.save_screenshot(params, path))
+        .await
+        .map_err(|_| eyre::eyre!("the browser took over 15 s to take a screenshot"))??;
     Ok(())
+}
+
+/// Opens `url` in a new tab, bounded in time (a few tries: under load the first navigation can
+/// be slow to report).
+async fn open_page(chrome: &Chrome, url: &str) -> eyre::Result<Page> {
+    let mut last = String::new();
+    for attempt in 1..=3 {
+        match tokio::time::timeout(Duration::from_secs(15), chrome.browser.new_page(url)).await {
+            Ok(Ok(page)) => return Ok(page),
+            Ok(Err(e)) => last = e.to_string(),
+            Err(_) => last = format!("no answer within 15 s (attempt {attempt})"),
+        }
+    }
+    eyre::bail!("opening {url} in Chromium: {last}")
 }
 
 fn page_epoch(dom: &Dom) -> Option<u32> {
