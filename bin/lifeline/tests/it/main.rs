@@ -9,5 +9,4 @@ mod gateway;
 mod keeper_startup;
 mod pipeline;
 mod scenarios;
-mod status_page;
 mod world;
