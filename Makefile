@@ -53,13 +53,19 @@ test-solidity: deps
 	@echo "==> gas: isolated transactions, checked against snapshots/GasTest.json and budgets"
 	FOUNDRY_PROFILE=gas FORGE_SNAPSHOT_CHECK=true forge test
 
+# The bindings generator is a workspace of its own (see tools/codegen/Cargo.toml); it shares target/.
+CODEGEN_MANIFEST := tools/codegen/Cargo.toml
+CODEGEN_CARGO := --manifest-path $(CODEGEN_MANIFEST) --target-dir target
+
 test-rust: deps
 	@echo "==> cargo fmt --check"
 	cargo fmt --all --check
+	cargo fmt --manifest-path $(CODEGEN_MANIFEST) --check
 	@echo "==> cargo clippy"
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy $(CODEGEN_CARGO) --all-targets -- -D warnings
 	@echo "==> bindings drift check (contracts vs bindings/artifacts)"
-	cargo run -q -p lifeline-codegen -- --check
+	cargo run -q $(CODEGEN_CARGO) -- --check
 	@echo "==> cargo test"
 	cargo test --workspace
 
@@ -84,11 +90,12 @@ bench-faultmix: deps ## Six clients through 50 seeded faults on 5 routes -> targ
 	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline-gateway --bench faultmix
 
 bindings: deps ## Regenerate bindings/artifacts from contracts/ (foundry-compilers + tools/solc)
-	cargo run -q -p lifeline-codegen
+	cargo run -q $(CODEGEN_CARGO)
 
 fmt: deps ## Format Solidity and Rust
 	forge fmt
 	cargo fmt --all
+	cargo fmt --manifest-path $(CODEGEN_MANIFEST)
 
 clean: ## Remove build outputs (keeps node_modules)
 	rm -rf out cache broadcast target/devnet

@@ -79,7 +79,6 @@ const READ_DOM: &str = r#"(() => {
 })()"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "on a fresh clone Chromium never reports the first page load (passes in a warm tree); run with --ignored"]
 async fn status_page_shows_failover() -> eyre::Result<()> {
     // Every browser call below is bounded too; this bounds the whole run, so a browser that stops
     // answering fails the test instead of hanging the suite.
