@@ -31,6 +31,7 @@
 //!     '--one call every period--> LOG1 Tick(uint256) per call (aborted on drop)
 //! ```
 
+pub mod block_probe;
 pub mod emitter;
 pub mod forks;
 pub mod load;

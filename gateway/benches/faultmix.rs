@@ -57,8 +57,8 @@ use std::{
 use alloy::{
     consensus::{SignableTransaction, TxEip1559, TxEnvelope},
     eips::{BlockId, BlockNumberOrTag, Encodable2718},
-    network::{EthereumWallet, TransactionBuilder, TxSignerSync},
-    primitives::{Address, B256, Bytes, TxKind, U256, address},
+    network::{EthereumWallet, TxSignerSync},
+    primitives::{Address, B256, TxKind, U256, address},
     providers::{DynProvider, Provider, ProviderBuilder},
     rpc::{client::RpcClient, types::TransactionRequest},
     signers::local::PrivateKeySigner,
@@ -72,7 +72,8 @@ use lifeline_bindings::{
     transport::{ConsensusConfig, RouteReport, freshness::FreshnessConfig},
 };
 use lifeline_devnet::{
-    DEVNET_SERVICE, Devnet, DevnetOptions, Fault, FaultProxy, Toolchain, forks, write_report,
+    DEVNET_SERVICE, Devnet, DevnetOptions, Fault, FaultProxy, Toolchain, block_probe, forks,
+    write_report,
 };
 use lifeline_gateway::{Gateway, GatewayConfig};
 use serde::Deserialize;
@@ -112,38 +113,6 @@ const MAX_FEE: u128 = 100_000_000_000;
 const TIP: u128 = 1_000_000_000;
 /// Gas limit of a transfer, plus its sequence number.
 const GAS_BASE: u64 = 50_000;
-
-/// Init code of the probe contract, assembled by hand. Runtime (17 bytes) returns
-/// `abi.encode(block.number, blockhash(block.number - 1))`:
-///
-/// ```text
-///  43        NUMBER
-///  6000      PUSH1 0x00
-///  52        MSTORE            mem[0x00..0x20] = block.number
-///  6001      PUSH1 0x01
-///  43        NUMBER
-///  03        SUB               block.number - 1   (SUB: top - second)
-///  40        BLOCKHASH
-///  6020      PUSH1 0x20
-///  52        MSTORE            mem[0x20..0x40] = blockhash(block.number - 1)
-///  6040      PUSH1 0x40        size
-///  6000      PUSH1 0x00        offset
-///  f3        RETURN            mem[0x00..0x40]
-/// ```
-///
-/// Init (11 bytes) copies the runtime, which follows it at offset 0x0b, and returns it:
-///
-/// ```text
-///  6011      PUSH1 0x11        runtime size
-///  80        DUP1
-///  600b      PUSH1 0x0b        runtime offset in this code
-///  6000      PUSH1 0x00        memory destination
-///  39        CODECOPY          mem[0..0x11] = code[0x0b..0x1c]
-///  6000      PUSH1 0x00
-///  f3        RETURN            mem[0..0x11] (size left on the stack by DUP1)
-/// ```
-const PROBE_INIT: &str = "601180600b6000396000f3\
-                          43600052600143034060205260406000f3";
 
 /// The clients, in report order, and the anvil account each sends from.
 const CLIENTS: [(&str, usize); 7] = [
@@ -413,17 +382,7 @@ async fn deploy_probe(devnet: &Devnet, url: &str) -> eyre::Result<Address> {
     let deployer = ProviderBuilder::new()
         .wallet(EthereumWallet::from(devnet.account(0)))
         .connect_http(url.parse()?);
-    let init = Bytes::from(alloy::primitives::hex::decode(PROBE_INIT)?);
-    let receipt = deployer
-        .send_transaction(TransactionRequest::default().with_deploy_code(init))
-        .await?
-        .get_receipt()
-        .await?;
-    let contract =
-        receipt.contract_address.ok_or_else(|| eyre::eyre!("probe deployment: no address"))?;
-    let code = deployer.get_code_at(contract).await?;
-    eyre::ensure!(code.len() == 17, "probe runtime is {} bytes, not 17", code.len());
-    Ok(contract)
+    Ok(block_probe::deploy(&deployer).await?)
 }
 
 /// Gives the witness 1 wei per block, from `signer`, directly on the chain.
@@ -933,15 +892,14 @@ impl Judge {
                     .as_deref()
                     .and_then(|d| alloy::primitives::hex::decode(d).ok())
                     .unwrap_or_default();
-                if data.len() != 64 {
+                let Some((number, hash)) = block_probe::read(&data) else {
                     return Verdict::Wrong(format!(
                         "eth_call returned {} bytes ({:?}), not the probe's 64",
                         data.len(),
                         read.d
                     ));
-                }
-                let number = U256::from_be_slice(&data[..32]).saturating_to::<u64>();
-                let hash = B256::from_slice(&data[32..]).to_string();
+                };
+                let hash = hash.to_string();
                 if let Some(v) = self.hash_check(number.saturating_sub(1), &hash, "blockhash") {
                     return v;
                 }

@@ -6,15 +6,22 @@ use alloy::{
 };
 
 /// Error messages of nodes that are behind (they lack the block or state asked for): another
-/// route that is in sync can answer.
+/// route that is in sync can answer. (A pinned read names a block by number or hash: a node
+/// without it says so in one of these ways.)
 const LAGGING_NODE: &[&str] = &[
     "header not found",
+    "header for hash not found",
+    "blockoutofrange",
+    "resource not found",
     "missing trie node",
     "unknown block",
     "block not found",
     "state not available",
     "state histories haven't been fully indexed",
 ];
+
+/// The JSON-RPC error code of a revert (EIP-1474 / geth).
+const REVERT_CODE: i64 = 3;
 
 /// JSON-RPC error codes providers use for rate limits.
 const RATE_LIMIT_CODES: &[i64] = &[-32005, 429];
@@ -48,6 +55,10 @@ pub(crate) fn classify(result: Result<ResponsePacket, TransportError>) -> Outcom
 
 fn lagging_or_limited(packet: &ResponsePacket) -> Option<String> {
     packet.iter_errors().find_map(|err| {
+        if err.code == REVERT_CODE {
+            // An execution error is an answer, whatever its message says.
+            return None;
+        }
         let message = err.message.to_ascii_lowercase();
         if LAGGING_NODE.iter().any(|pattern| message.contains(pattern)) {
             Some(format!("node behind: {}", err.message))
@@ -106,11 +117,18 @@ mod tests {
     fn execution_errors_are_returned_not_retried() {
         let outcome = classify(Ok(error_packet(3, "execution reverted: WrongEpoch")));
         assert!(matches!(outcome, Outcome::Done(_)), "{outcome:?}");
+        let outcome = classify(Ok(error_packet(3, "execution reverted: block not found")));
+        assert!(matches!(outcome, Outcome::Done(_)), "a revert whatever it says: {outcome:?}");
     }
 
     #[test]
     fn lagging_node_errors_are_retried() {
-        for message in ["header not found", "missing trie node 0xabc (path )"] {
+        for message in [
+            "header not found",
+            "missing trie node 0xabc (path )",
+            "BlockOutOfRangeError: block height is 9 but requested was 10",
+            "Resource not found",
+        ] {
             let outcome = classify(Ok(error_packet(-32000, message)));
             assert!(matches!(outcome, Outcome::Retry(_)), "{message}: {outcome:?}");
         }

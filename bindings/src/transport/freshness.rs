@@ -131,20 +131,44 @@ pub struct Judgement {
     pub effective: Option<u64>,
     /// The majority's block hash at each recent height where a strict majority agrees.
     pub majority_hashes: BTreeMap<u64, B256>,
+    /// When the freshest head data was seen (the ceiling is at least as of then).
+    pub seen_at: Option<Instant>,
+    /// The chain's block time, as the polls have seen heads advance (`None` until two heights).
+    pub block_time: Option<Duration>,
+    /// `max_lag_blocks` of the configuration judged by.
+    pub max_lag: u64,
 }
 
 impl Judgement {
-    /// Why a head answer (`number`, and `hash` when a block) must not be served, if it must not:
-    /// a hash the majority contradicts at that height. (A head far above the majority is
-    /// caught by the poll, which marks its route ahead; judged from polls alone it would also
-    /// refuse honest heads a burst of blocks moved past the last poll.)
-    pub fn reject_head(&self, number: u64, hash: Option<B256>) -> Option<String> {
-        match (hash, self.majority_hashes.get(&number)) {
-            (Some(hash), Some(agreed)) if hash != *agreed => {
-                Some(format!("block {number:#x} has another hash than the majority's"))
-            }
-            _ => None,
+    /// Why a block answer (height `number`, `hash`, `parent` hash) must not be served, if it
+    /// must not: at the highest height a strict majority agrees on, another hash than theirs;
+    /// one above it, a parent that is not their block (from another chain or a fork, at a height
+    /// the polls have not seen yet). Older heights are not judged here (after a reorg the
+    /// majority's memory of them can be out of date; a forged hash is caught by its header).
+    pub fn reject_block(&self, number: u64, hash: B256, parent: B256) -> Option<String> {
+        let (top, agreed) = self.agreed_top()?;
+        if number == top && hash != agreed {
+            Some(format!("block {number:#x} has another hash than the majority's"))
+        } else if number == top + 1 && parent != agreed {
+            Some(format!("block {number:#x} does not build on the majority's block {top:#x}"))
+        } else {
+            None
         }
+    }
+
+    /// The highest head an answer may report at `now`: the highest head that is not ahead, plus
+    /// `max_lag_blocks`, plus the blocks the chain can have made since that was seen. `None`
+    /// while the block time is unknown (no limit).
+    pub fn head_limit(&self, now: Instant) -> Option<u64> {
+        let (ceiling, seen_at, block_time) = (self.ceiling?, self.seen_at?, self.block_time?);
+        let since = now.saturating_duration_since(seen_at).as_secs_f64();
+        let made = (since / block_time.as_secs_f64().max(1e-3)).ceil() as u64;
+        Some(ceiling + self.max_lag + made)
+    }
+
+    /// The highest height whose block hash a strict majority agrees on, with that hash.
+    pub fn agreed_top(&self) -> Option<(u64, B256)> {
+        self.majority_hashes.last_key_value().map(|(n, h)| (*n, *h))
     }
 
     /// Whether `url` is fresh and not behind the effective head at all (the best routes for a
@@ -179,6 +203,8 @@ impl Judgement {
 #[derive(Debug, Default)]
 pub struct HeadTracker {
     routes: HashMap<Url, RouteHead>,
+    /// When the polls first saw each new highest head (the latest few): the block time.
+    tops: VecDeque<(u64, Instant)>,
     /// Bumped by every change, so a judgement can be reused until something changed.
     generation: u64,
 }
@@ -196,6 +222,12 @@ impl HeadTracker {
         now: Instant,
     ) {
         self.generation += 1;
+        if self.tops.back().is_none_or(|(top, _)| number > *top) {
+            self.tops.push_back((number, now));
+            while self.tops.len() > HASH_WINDOW {
+                self.tops.pop_front();
+            }
+        }
         let head = self.routes.entry(url.clone()).or_default();
         let undone = head.number.is_some_and(|n| number < n)
             && head.raised_at.is_some_and(|raised| raised > sent);
@@ -237,6 +269,19 @@ impl HeadTracker {
         }
     }
 
+    /// The highest head the polls have seen.
+    pub fn top(&self) -> Option<u64> {
+        self.tops.back().map(|(n, _)| *n)
+    }
+
+    /// The block time the polls have seen: the time between the oldest and newest highest head
+    /// they recorded over the heights between (`None` before two).
+    pub fn block_time(&self) -> Option<Duration> {
+        let ((first, at), (last, last_at)) = (self.tops.front()?, self.tops.back()?);
+        let blocks = u32::try_from(last.checked_sub(*first)?).ok().filter(|n| *n > 0)?;
+        Some(last_at.saturating_duration_since(*at) / blocks)
+    }
+
     /// Records the chain id `url` reports.
     pub fn observe_chain(&mut self, url: &Url, chain_id: u64) {
         self.generation += 1;
@@ -269,7 +314,11 @@ impl HeadTracker {
         served: Option<u64>,
         now: Instant,
     ) -> Judgement {
-        let mut judgement = Judgement::default();
+        let mut judgement = Judgement {
+            max_lag: config.max_lag_blocks,
+            block_time: self.block_time(),
+            ..Default::default()
+        };
         let recent =
             |h: &RouteHead| h.seen_at.is_some_and(|t| now.duration_since(t) <= config.max_head_age);
 
@@ -306,6 +355,7 @@ impl HeadTracker {
         if candidates.is_empty() {
             return judgement;
         }
+        judgement.seen_at = candidates.iter().filter_map(|(_, h)| h.seen_at).max();
         // The highest head a strict majority of candidates reached.
         let mut numbers: Vec<u64> = candidates.iter().filter_map(|(_, h)| h.number).collect();
         numbers.sort_unstable_by(|a, b| b.cmp(a));
@@ -550,8 +600,11 @@ mod tests {
         }
         let j = t.judge(&urls(&[1, 2, 3]), &FreshnessConfig::default(), None, now);
         assert!(j.is_fresh(&url(3)), "agrees with the majority at 14: {:?}", j.skipped);
-        assert_eq!(j.reject_head(14, Some(hash(14, 0))), None);
-        assert!(j.reject_head(14, Some(hash(14, 9))).is_some(), "another hash at 14");
+        assert_eq!(j.reject_block(14, hash(14, 0), hash(13, 0)), None);
+        assert!(j.reject_block(14, hash(14, 9), hash(13, 0)).is_some(), "another hash at 14");
+        assert_eq!(j.reject_block(15, hash(15, 9), hash(14, 0)), None, "builds on 14");
+        assert!(j.reject_block(15, hash(15, 0), hash(14, 9)).is_some(), "builds on another 14");
+        assert_eq!(j.reject_block(12, hash(12, 9), hash(11, 9)), None, "older: not judged here");
     }
 
     #[test]

@@ -35,12 +35,10 @@ enum Param {
     Other(serde::de::IgnoredAny),
 }
 
-/// Only the `number` (and `hash`) of a block.
+/// Only the `number` of a block.
 #[derive(Deserialize)]
 struct NumberOnly {
     number: U64,
-    #[serde(default)]
-    hash: Option<alloy::primitives::B256>,
 }
 
 impl HeadProbe {
@@ -58,15 +56,6 @@ impl HeadProbe {
                     _ => None,
                 }
             }
-            _ => None,
-        }
-    }
-
-    /// The block hash a `latest` block answer carries (`None` for other probes).
-    pub(crate) fn hash(self, packet: &ResponsePacket) -> Option<alloy::primitives::B256> {
-        let ResponsePacket::Single(response) = packet else { return None };
-        match self {
-            Self::Latest => response.payload.try_success_as::<Option<NumberOnly>>()?.ok()??.hash,
             _ => None,
         }
     }

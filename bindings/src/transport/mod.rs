@@ -15,6 +15,9 @@
 //!          |     '-- no answer after `hedge_after` (reads) --> route 2 in parallel; first answer wins
 //!          '-- eth_sendRawTransaction --> every route at once (same hash: one inclusion)
 //!  JSON-RPC execution errors (reverts) are answers: returned, never retried.
+//!  freshness (see [`freshness`], [`pin`], [`verify`]): only fresh routes read the head; a
+//!  state read of `latest` is pinned to a block the routes agree on; a block or head answer
+//!  that does not fit the majority's chain is refused (after a poll round run at once).
 //!  All routes failed --> one error naming every route tried and why.
 //!
 //!  filters (eth_newFilter, eth_newBlockFilter, eth_getFilterChanges, eth_getFilterLogs,
@@ -47,9 +50,14 @@ pub mod filters;
 pub mod freshness;
 mod head;
 pub mod health;
+mod pin;
+mod verify;
 
 use std::{
-    sync::{Arc, Mutex, RwLock},
+    sync::{
+        Arc, Mutex, RwLock,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::{Duration, Instant},
 };
@@ -70,6 +78,8 @@ use self::{
     freshness::{BlockNeed, FreshnessConfig, HeadTracker, Judgement, Skip},
     head::{HeadProbe, ServedHead},
     health::{BreakerConfig, RouteHealth, rank},
+    pin::PinnedBlock,
+    verify::BlockAnswer,
 };
 use crate::{
     client::{RegistryClient, RouteSet},
@@ -219,8 +229,18 @@ struct Shared<C: Connector> {
     filters: filters::Filters,
     /// Every route's head and chain id (see [`freshness`]).
     heads: Arc<Mutex<HeadTracker>>,
+    /// The highest block of a transaction receipt returned to a caller: state reads are pinned
+    /// at or above it (the caller reads its own writes).
+    receipts: Arc<ServedHead>,
     /// Completed head-poll rounds; the poller starts with the first route set or request.
     polls: tokio::sync::watch::Sender<u64>,
+    /// Rung when an answer shows a head the polls have not seen: the next round starts at once.
+    ring: Arc<tokio::sync::Notify>,
+    /// The latest head-poll round started, and which routes have answered it so far.
+    round: tokio::sync::watch::Sender<Round>,
+    /// A polled block of this chain hashed as an Ethereum header does: block answers whose hash
+    /// is not their header's are refused from then on (see [`verify`]).
+    sealed_headers: Arc<AtomicBool>,
     poller: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// The last freshness verdict, reused while nothing changed.
     judged: Mutex<Option<Judged>>,
@@ -297,7 +317,11 @@ impl<C: Connector> FailoverTransport<C> {
                 served: Arc::default(),
                 filters: filters::Filters::default(),
                 heads: Arc::default(),
+                receipts: Arc::default(),
                 polls: tokio::sync::watch::channel(0).0,
+                ring: Arc::default(),
+                round: tokio::sync::watch::channel(Round::default()).0,
+                sealed_headers: Arc::default(),
                 poller: Mutex::new(None),
                 judged: Mutex::new(None),
             }),
@@ -528,9 +552,8 @@ impl<C: Connector> FailoverTransport<C> {
             && routes.iter().any(|r| j.is_fresh(&r.url))
         {
             // A block just past what the polls have seen (the caller learnt of it from an
-            // answer): wait for the next poll round (at most one interval) and judge again.
-            let mut polls = self.shared.polls.subscribe();
-            let _ = tokio::time::timeout(config.poll_interval, polls.changed()).await;
+            // answer): poll now and judge again.
+            self.corroborate(None, false).await;
             judgement = self.judge(&routes, Instant::now());
         }
         let Some(judgement) = judgement else { return Ok(routes) };
@@ -640,11 +663,19 @@ impl<C: Connector> FailoverTransport<C> {
         if is_transaction_submission(&request) {
             return self.broadcast(routes, request).await;
         }
-        if let (Some(consensus), RequestPacket::Single(single)) =
-            (&self.shared.config.consensus, &request)
-            && consensus.methods.iter().any(|m| m == single.method())
+        if pin::reads_latest_state(&request)
+            && let Some(block) = self.pin_block().await
+            && let Some(pinned) = pin::pin(&request, block)
         {
-            return self.consensus(routes, request, consensus.clone()).await;
+            match self.send_read(routes.clone(), pinned).await {
+                Ok(answer) => return Ok(answer),
+                Err(e) => {
+                    debug!(target: "lifeline::transport", error = %e, block = block.number(), "no route answered the pinned read; asking unpinned");
+                }
+            }
+        }
+        if let Some(consensus) = self.consensus_for(&request) {
+            return self.consensus(routes, request, consensus).await;
         }
         let tried: Vec<Url> = routes.iter().map(|r| r.url.clone()).collect();
         let first = self.one_at_a_time(routes, request.clone()).await;
@@ -662,6 +693,78 @@ impl<C: Connector> FailoverTransport<C> {
             Ok(again) if !again.is_empty() => self.one_at_a_time(again, request).await,
             _ => first,
         }
+    }
+
+    /// A read (already pinned or not) through the consensus if its method is named, else one
+    /// route at a time.
+    async fn send_read(
+        &self,
+        routes: Vec<Arc<Route<C::Transport>>>,
+        request: RequestPacket,
+    ) -> Result<(Url, ResponsePacket), TransportError> {
+        match self.consensus_for(&request) {
+            Some(consensus) => self.consensus(routes, request, consensus).await,
+            None => self.one_at_a_time(routes, request).await,
+        }
+    }
+
+    /// The consensus settings, if `request` is a Single of a method they name.
+    fn consensus_for(&self, request: &RequestPacket) -> Option<ConsensusConfig> {
+        let consensus = self.shared.config.consensus.as_ref()?;
+        let RequestPacket::Single(single) = request else { return None };
+        consensus.methods.iter().any(|m| m == single.method()).then(|| consensus.clone())
+    }
+
+    /// The block a state read of `latest` is pinned to (see [`pin`]): the effective head (and at
+    /// least the last receipt's block), by the majority's hash when one is known there. When
+    /// the wanted height is above every height the majority agrees on, one head-poll round is
+    /// run first (bounded) so the hash can be known.
+    async fn pin_block(&self) -> Option<PinnedBlock> {
+        // A receipt's block counts up to what the chain can have reached (a liar's receipt far
+        // ahead would otherwise make every pinned read miss).
+        let want = |j: &Judgement| {
+            let floor = self.shared.receipts.get().unwrap_or(0);
+            let floor = j.head_limit(Instant::now()).map_or(floor, |limit| floor.min(limit));
+            j.effective.map(|e| e.max(floor))
+        };
+        let now = Instant::now();
+        let mut judgement = self.judge(&self.ranked(now), now)?;
+        let mut target = want(&judgement)?;
+        if judgement.agreed_top().is_none_or(|(top, _)| top < target) {
+            self.corroborate(None, false).await;
+            let now = Instant::now();
+            judgement = self.judge(&self.ranked(now), now)?;
+            target = want(&judgement)?;
+        }
+        Some(match judgement.agreed_top() {
+            Some((top, hash)) if top >= target => PinnedBlock::Agreed(top, hash),
+            _ => PinnedBlock::Number(target),
+        })
+    }
+
+    /// Waits until a head-poll round has heard from a strict majority of the routes (and from
+    /// `route`, if named): a round that starts after this call when `after_now` (one already
+    /// under way may have asked the routes before the answer being judged), else the one under
+    /// way if any. Rings for a new round when it needs one. At most 500 ms, or the attempt
+    /// timeout (a round waits for no route longer than that).
+    async fn corroborate(&self, route: Option<&Url>, after_now: bool) {
+        let mut rounds = self.shared.round.subscribe();
+        let (latest, under_way) = {
+            let round = rounds.borrow_and_update();
+            (round.number, round.answered.len() < round.routes)
+        };
+        let wanted = if under_way && !after_now { latest } else { latest + 1 };
+        if wanted > latest {
+            self.shared.ring.notify_one();
+        }
+        let heard = |round: &Round| {
+            round.number > wanted
+                || (round.number == wanted
+                    && 2 * round.answered.len() > round.routes
+                    && route.is_none_or(|url| round.answered.contains(url)))
+        };
+        let bound = self.shared.config.attempt_timeout.min(Duration::from_millis(500));
+        let _ = tokio::time::timeout(bound, rounds.wait_for(heard)).await;
     }
 
     /// Asks up to `ask` routes at once; the first result `agree` of them return is the answer.
@@ -834,10 +937,10 @@ impl<C: Connector> FailoverTransport<C> {
         }
     }
 
-    /// One request to one route, bounded in time, with its health recorded. With a head
-    /// `probe`, an answer behind the head already served becomes a retry (recorded as lag, not
-    /// as a failure: a lagging node is not down); an answer at or above it raises the served
-    /// head.
+    /// One request to one route, bounded in time, with its health recorded and its answer
+    /// inspected (see [`Self::inspect`]): an answer behind the head already served becomes a
+    /// retry recorded as lag (a lagging node is not down); a refused answer becomes a retry
+    /// recorded as a failure.
     fn attempt(
         &self,
         route: Arc<Route<C::Transport>>,
@@ -846,9 +949,11 @@ impl<C: Connector> FailoverTransport<C> {
     ) -> impl Future<Output = (Url, Outcome)> + Send + 'static {
         let timeout = self.shared.config.attempt_timeout;
         let breaker = self.shared.config.breaker;
-        let served = self.shared.served.clone();
-        let heads = self.shared.heads.clone();
-        let check = if probe.is_some() { self.cached_judgement() } else { None };
+        let this = self.clone();
+        let method = match &request {
+            RequestPacket::Single(single) => Some(single.method().to_string()),
+            RequestPacket::Batch(_) => None,
+        };
         let mut transport = route.transport.clone();
         async move {
             let started = Instant::now();
@@ -857,33 +962,17 @@ impl<C: Connector> FailoverTransport<C> {
                 Err(_) => Outcome::Retry(format!("no answer within {timeout:?}")),
             };
             let mut behind = false;
-            // A latest block whose hash a majority contradicts at that height is not served:
-            // the next route is asked.
-            if let (Outcome::Done(packet), Some(probe), Some(check)) = (&outcome, probe, &check)
-                && let Some(head) = probe.head(packet)
-                && let Some(reason) = check.reject_head(head, probe.hash(packet))
-            {
-                behind = true;
-                outcome = Outcome::Retry(reason);
+            if let Outcome::Done(packet) = &outcome {
+                match this.inspect(&route.url, method.as_deref(), probe, packet).await {
+                    Inspection::Serve => {}
+                    Inspection::Behind(reason) => {
+                        behind = true;
+                        outcome = Outcome::Retry(reason);
+                    }
+                    Inspection::Refuse(reason) => outcome = Outcome::Retry(reason),
+                }
             }
-            if let (Outcome::Done(packet), Some(probe)) = (&outcome, probe)
-                && let Some(head) = probe.head(packet)
-            {
-                heads.lock().unwrap_or_else(|p| p.into_inner()).observe_answer(
-                    &route.url,
-                    head,
-                    Instant::now(),
-                );
-            }
-            if let (Outcome::Done(packet), Some(probe)) = (&outcome, probe)
-                && let Some(head) = probe.head(packet)
-                && let Err(already) = served.raise(head)
-            {
-                behind = true;
-                outcome = Outcome::Retry(format!(
-                    "behind the head already served ({head:#x} < {already:#x})"
-                ));
-            }
+            let heads = &this.shared.heads;
             if matches!(outcome, Outcome::Retry(_)) && !behind {
                 // A route that just failed has no head to trust until its next answer.
                 heads.lock().unwrap_or_else(|p| p.into_inner()).observe_silence(&route.url);
@@ -898,6 +987,69 @@ impl<C: Connector> FailoverTransport<C> {
             drop(health);
             (route.url.clone(), outcome)
         }
+    }
+
+    /// Whether an answer of `url` to `method` may be served (see [`verify`]): a block whose hash
+    /// is not its header's is refused; a block or head the majority contradicts, or a head
+    /// beyond what the chain can have reached, is refused unless a head-poll round run at once
+    /// corroborates it; a head below the one already served is behind. A served head raises
+    /// the served head, a served receipt the receipt floor of pinned reads.
+    async fn inspect(
+        &self,
+        url: &Url,
+        method: Option<&str>,
+        probe: Option<HeadProbe>,
+        packet: &ResponsePacket,
+    ) -> Inspection {
+        let judged = self.shared.config.freshness.enabled;
+        let block =
+            method.filter(|m| verify::answers_a_block(m)).and_then(|_| BlockAnswer::of(packet));
+        if let Some(block) = block
+            && block.sealed == Some(false)
+            && self.shared.sealed_headers.load(Ordering::Relaxed)
+        {
+            return Inspection::Refuse(format!(
+                "block {:#x}: its hash is not the hash of its header",
+                block.number
+            ));
+        }
+        let head = probe.and_then(|p| p.head(packet));
+        if judged
+            && (block.is_some() || head.is_some())
+            && let Some(cached) = self.cached_judgement()
+            && verify::suspect(&cached, url, block, head, Instant::now()).is_some()
+        {
+            // Possibly a fault that began since the last poll, possibly news: poll now and
+            // judge the answer against what the routes say this moment.
+            self.corroborate(Some(url), true).await;
+            let now = Instant::now();
+            if let Some(judgement) = self.judge(&self.ranked(now), now)
+                && let Some(refusal) = verify::refuse(&judgement, url, block, head, now)
+            {
+                return refusal;
+            }
+        }
+        if let Some(head) = head {
+            let mut heads = self.shared.heads.lock().unwrap_or_else(|p| p.into_inner());
+            let news = heads.top().is_some_and(|top| head > top);
+            heads.observe_answer(url, head, Instant::now());
+            drop(heads);
+            if let Err(already) = self.shared.served.raise(head) {
+                return Inspection::Behind(format!(
+                    "behind the head already served ({head:#x} < {already:#x})"
+                ));
+            }
+            if news && judged {
+                // A block the polls have not seen: poll now, so pinned reads can name its hash.
+                self.shared.ring.notify_one();
+            }
+        }
+        if method == Some("eth_getTransactionReceipt")
+            && let Some(number) = verify::receipt_block(packet)
+        {
+            let _ = self.shared.receipts.raise(number);
+        }
+        Inspection::Serve
     }
 
     fn count(&self, update: impl FnOnce(&mut TransportStats)) {
@@ -917,6 +1069,24 @@ impl<C: Connector> Service<RequestPacket> for FailoverTransport<C> {
     fn call(&mut self, request: RequestPacket) -> Self::Future {
         Box::pin(self.clone().dispatch(request))
     }
+}
+
+/// A head-poll round: its number (rounds started so far), how many routes it asks, and which
+/// of them have answered (or failed to) so far.
+#[derive(Debug, Default)]
+struct Round {
+    number: u64,
+    routes: usize,
+    answered: Vec<Url>,
+}
+
+/// What [`FailoverTransport::inspect`] makes of an answer.
+enum Inspection {
+    Serve,
+    /// Behind the head already served: try the next route (lag, not a failure).
+    Behind(String),
+    /// Not to be served: try the next route (a failure of this one).
+    Refuse(String),
 }
 
 /// Keeps a [`FailoverTransport::follow`] task alive; dropping it stops following (the transport
@@ -953,11 +1123,21 @@ async fn poll_heads<C: Connector>(shared: std::sync::Weak<Shared<C>>) {
         let routes = strong.table.read().unwrap_or_else(|p| p.into_inner()).routes.clone();
         let heads = strong.heads.clone();
         let polls = strong.polls.clone();
+        let ring = strong.ring.clone();
+        let sealed = strong.sealed_headers.clone();
+        let progress = strong.round.clone();
         drop(strong);
+        progress.send_modify(|r| {
+            r.number += 1;
+            r.routes = routes.len();
+            r.answered.clear();
+        });
         let urls: Vec<Url> = routes.iter().map(|r| r.url.clone()).collect();
         heads.lock().unwrap_or_else(|p| p.into_inner()).retain(&urls);
         let probes = routes.into_iter().map(|route| {
             let heads = heads.clone();
+            let sealed = sealed.clone();
+            let progress = progress.clone();
             async move {
                 let mut transport = route.transport.clone();
                 // The chain id every round: a route that moves to another chain (or back) is
@@ -977,35 +1157,36 @@ async fn poll_heads<C: Connector>(shared: std::sync::Weak<Shared<C>>) {
                 let sent = Instant::now();
                 let answer = tokio::time::timeout(timeout, transport.call(ask)).await;
                 let block = match &answer {
-                    Ok(Ok(packet)) => result_as::<PolledHead>(packet),
+                    Ok(Ok(packet)) => BlockAnswer::of(packet),
                     _ => None,
                 };
-                if block.is_none() {
-                    heads.lock().unwrap_or_else(|p| p.into_inner()).observe_silence(&route.url);
+                if block.is_some_and(|b| b.sealed == Some(true)) {
+                    sealed.store(true, Ordering::Relaxed);
                 }
-                if let Some(block) = block {
-                    heads.lock().unwrap_or_else(|p| p.into_inner()).observe(
+                match block {
+                    Some(block) => heads.lock().unwrap_or_else(|p| p.into_inner()).observe(
                         &route.url,
-                        block.number.to::<u64>(),
+                        block.number,
                         Some(block.hash),
                         sent,
                         Instant::now(),
-                    );
+                    ),
+                    None => {
+                        heads.lock().unwrap_or_else(|p| p.into_inner()).observe_silence(&route.url)
+                    }
                 }
+                progress.send_modify(|r| r.answered.push(route.url.clone()));
             }
         });
         futures_util::future::join_all(probes).await;
         round += 1;
         polls.send_replace(round);
-        tokio::time::sleep(interval).await;
+        // The next round after `interval`, or sooner when rung (an answer showed a head the
+        // polls have not seen, or looked suspect), but at most one round per 25 ms.
+        let gap = Duration::from_millis(25).min(interval);
+        tokio::time::sleep(gap).await;
+        let _ = tokio::time::timeout(interval.saturating_sub(gap), ring.notified()).await;
     }
-}
-
-/// What the head poll reads of a block.
-#[derive(serde::Deserialize)]
-struct PolledHead {
-    number: alloy::primitives::U64,
-    hash: alloy::primitives::B256,
 }
 
 fn single(method: &'static str, params: serde_json::Value) -> RequestPacket {

@@ -1,6 +1,9 @@
 //! Head-aware routing against anvil behind the fault proxies: for each fault that answers
-//! without an error (lagging, stalled, wrong chain, forked, a fabricated future head), the faulty
-//! route ranks first, the chain moves on, and no stale or wrong answer reaches the caller.
+//! without an error (lagging, stalled, wrong chain, forked, a forged block hash, a fabricated
+//! future head), the faulty route ranks first, the chain moves on, and no stale or wrong answer
+//! reaches the caller: neither once the head polls have seen the fault, nor from the moment it
+//! begins (`*_from_its_first_moment`: the polls run every 30 s, so only the checks on each
+//! answer and the pinned state reads stand between the fault and the caller).
 
 use std::time::{Duration, Instant};
 
@@ -15,7 +18,7 @@ use lifeline_bindings::{
     client::{Route, RouteSet},
     transport::freshness::FreshnessConfig,
 };
-use lifeline_devnet::{Fault, FaultProxy, Toolchain, forks};
+use lifeline_devnet::{Fault, FaultProxy, Toolchain, block_probe, forks};
 
 use crate::support::Chain;
 
@@ -45,10 +48,20 @@ fn set(proxies: &[FaultProxy]) -> RouteSet {
     }
 }
 
-/// Runs reads through the transport for `run` while the chain makes a block every 250 ms, with
+/// When the reads start.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Onset {
+    /// After the head polls (every 150 ms) have seen the fault.
+    Polled,
+    /// The moment the fault begins, with head polls every 30 s.
+    Sudden,
+}
+
+/// Runs reads through the transport for 4 s while the chain makes a block every 250 ms, with
 /// `fault` on the first route; returns (reads, errors) after asserting none was stale or wrong.
 async fn reads_under(
     label: &str,
+    onset: Onset,
     fault: impl AsyncFnOnce(&Chain) -> eyre::Result<(Fault, Option<AnvilInstance>)>,
 ) -> eyre::Result<(u64, u64)> {
     let chain = Chain::start().await?;
@@ -60,7 +73,10 @@ async fn reads_under(
         attempt_timeout: Duration::from_millis(800),
         freshness: FreshnessConfig {
             max_lag_blocks: MAX_LAG,
-            poll_interval: Duration::from_millis(150),
+            poll_interval: match onset {
+                Onset::Polled => Duration::from_millis(150),
+                Onset::Sudden => Duration::from_secs(30),
+            },
             ..Default::default()
         },
         ..Default::default()
@@ -81,9 +97,17 @@ async fn reads_under(
     });
     tokio::time::sleep(Duration::from_millis(600)).await;
     let (fault, _other_node) = fault(&chain).await?;
+    // Every route answered before the fault (so the faulty one ranks first and is trusted),
+    // and the transport knows where the head is at the onset (with polls 30 s apart, only
+    // answers that show a new head make it look again).
+    for _ in 0..3 {
+        client.get_block_number().await?;
+    }
     proxies[0].set(fault);
-    // Let the head poll see the fault.
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    if onset == Onset::Polled {
+        tokio::time::sleep(Duration::from_millis(900)).await;
+    }
+    let probe = block_probe::deploy(&chain.provider).await?;
 
     let (mut reads, mut errors) = (0u64, 0u64);
     let started = Instant::now();
@@ -115,14 +139,36 @@ async fn reads_under(
             ),
             Err(_) => errors += 1,
         }
+        // eth_call of a contract that returns (block.number, blockhash(block.number - 1)).
+        reads += 1;
+        let truth = chain.provider.get_block_number().await?;
+        let call = TransactionRequest::default().to(probe);
+        match client.call(call).await.map(|answer| block_probe::read(&answer).ok_or(answer)) {
+            Ok(Ok((n, parent_hash))) => {
+                assert!(n + MAX_LAG >= truth, "{label}: stale eth_call at {n} (chain at {truth})");
+                let parent = chain.provider.get_block_by_number((n - 1).into()).await?;
+                assert_eq!(
+                    parent.map(|b| b.header.hash),
+                    Some(parent_hash),
+                    "{label}: eth_call saw another chain's block {}",
+                    n - 1
+                );
+            }
+            Ok(Err(answer)) => {
+                panic!("{label}: eth_call answered {answer} (not this chain's contract)")
+            }
+            Err(_) => errors += 1,
+        }
     }
     blocks.abort();
     let skipped =
         transport.routes().into_iter().find(|r| r.url.as_str().starts_with(&proxies[0].url()));
-    assert!(
-        skipped.as_ref().is_some_and(|r| r.skip.is_some()),
-        "{label}: the faulty route is reported skipped: {skipped:?}"
-    );
+    if onset == Onset::Polled {
+        assert!(
+            skipped.as_ref().is_some_and(|r| r.skip.is_some()),
+            "{label}: the faulty route is reported skipped: {skipped:?}"
+        );
+    }
     Ok((reads, errors))
 }
 
@@ -132,30 +178,76 @@ async fn plain(fault: Fault) -> eyre::Result<(Fault, Option<AnvilInstance>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_route_never_answers_a_read() -> eyre::Result<()> {
-    let (reads, errors) = reads_under("lag", async |_| plain(Fault::Lag(6)).await).await?;
+    lagging(Onset::Polled).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_route_never_answers_a_read_from_its_first_moment() -> eyre::Result<()> {
+    lagging(Onset::Sudden).await
+}
+
+async fn lagging(onset: Onset) -> eyre::Result<()> {
+    let (reads, errors) = reads_under("lag", onset, async |_| plain(Fault::Lag(6)).await).await?;
     assert!(reads > 10 && errors == 0, "reads {reads}, errors {errors}");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stalled_route_never_answers_a_read() -> eyre::Result<()> {
-    let (reads, errors) = reads_under("stalled", async |_| plain(Fault::StalledHead).await).await?;
+    let (reads, errors) =
+        reads_under("stalled", Onset::Polled, async |_| plain(Fault::StalledHead).await).await?;
     assert!(reads > 10 && errors == 0, "reads {reads}, errors {errors}");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn future_head_liar_does_not_make_the_honest_routes_lag() -> eyre::Result<()> {
+    future_head(Onset::Polled, 1_000).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn future_head_is_never_served_from_its_first_moment() -> eyre::Result<()> {
+    // Five blocks ahead: the least the fault-mix benchmark fabricates.
+    future_head(Onset::Sudden, 5).await
+}
+
+async fn future_head(onset: Onset, ahead: u64) -> eyre::Result<()> {
     let (reads, errors) =
-        reads_under("future head", async |_| plain(Fault::FutureHead(1_000)).await).await?;
+        reads_under("future head", onset, async |_| plain(Fault::FutureHead(ahead)).await).await?;
+    assert!(reads > 10 && errors == 0, "reads {reads}, errors {errors}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_block_hash_is_never_served() -> eyre::Result<()> {
+    forged_hash(Onset::Polled).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_block_hash_is_never_served_from_its_first_moment() -> eyre::Result<()> {
+    forged_hash(Onset::Sudden).await
+}
+
+async fn forged_hash(onset: Onset) -> eyre::Result<()> {
+    let (reads, errors) =
+        reads_under("divergent hash", onset, async |_| plain(Fault::DivergentHash).await).await?;
     assert!(reads > 10 && errors == 0, "reads {reads}, errors {errors}");
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_chain_route_never_answers_a_read() -> eyre::Result<()> {
+    wrong_chain(Onset::Polled).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_chain_route_never_answers_a_read_from_its_first_moment() -> eyre::Result<()> {
+    wrong_chain(Onset::Sudden).await
+}
+
+async fn wrong_chain(onset: Onset) -> eyre::Result<()> {
     let toolchain = Toolchain::locate()?;
-    let (reads, errors) = reads_under("wrong chain", async |_| {
+    let (reads, errors) = reads_under("wrong chain", onset, async |_| {
         let other = forks::other_chain(&toolchain, 1, Some(0.25)).await?;
         Ok((forks::wrong_chain(&other), Some(other)))
     })
@@ -166,13 +258,58 @@ async fn wrong_chain_route_never_answers_a_read() -> eyre::Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forked_route_never_answers_a_read() -> eyre::Result<()> {
+    forked(Onset::Polled).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forked_route_never_answers_a_read_from_its_first_moment() -> eyre::Result<()> {
+    forked(Onset::Sudden).await
+}
+
+async fn forked(onset: Onset) -> eyre::Result<()> {
     let toolchain = Toolchain::locate()?;
     // A fork of the chain that mines its own blocks: same history, then other hashes.
-    let (reads, errors) = reads_under("forked", async |chain| {
+    let (reads, errors) = reads_under("forked", onset, async |chain| {
         let fork = forks::fork_of(&toolchain, &chain.rpc_url(), Some(0.25)).await?;
         Ok((forks::forked(&fork), Some(fork)))
     })
     .await?;
     assert!(reads > 10 && errors == 0, "reads {reads}, errors {errors}");
+    Ok(())
+}
+
+/// A state read right after the caller's own transaction was mined sees it (read your own
+/// writes), though the head polls (every 30 s here) have not seen that block: the receipt's
+/// block is the least a pinned read is asked at.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_reads_see_the_callers_own_writes() -> eyre::Result<()> {
+    let chain = Chain::start().await?;
+    let mut proxies = Vec::new();
+    for _ in 0..3 {
+        proxies.push(FaultProxy::start(chain.rpc_url()).await?);
+    }
+    let transport = FailoverTransport::new(FailoverConfig {
+        freshness: FreshnessConfig { poll_interval: Duration::from_secs(30), ..Default::default() },
+        ..Default::default()
+    });
+    transport.apply(&set(&proxies));
+    let signer: alloy::signers::local::PrivateKeySigner = chain.anvil.keys()[1].clone().into();
+    let sender = signer.address();
+    let client = ProviderBuilder::new()
+        .wallet(alloy::network::EthereumWallet::from(signer))
+        .connect_client(RpcClient::new(transport.clone(), false));
+    let start_nonce = client.get_transaction_count(sender).await?;
+    let start_balance = client.get_balance(WITNESS).await?;
+    for i in 1..=5u64 {
+        let tx = TransactionRequest::default().to(WITNESS).value(U256::from(1));
+        let receipt = client.send_transaction(tx).await?.get_receipt().await?;
+        assert!(receipt.status(), "transfer {i} mined");
+        assert_eq!(client.get_transaction_count(sender).await?, start_nonce + i, "nonce after {i}");
+        assert_eq!(
+            client.get_balance(WITNESS).await?,
+            start_balance + U256::from(i),
+            "balance after {i}"
+        );
+    }
     Ok(())
 }
