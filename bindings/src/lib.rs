@@ -24,6 +24,7 @@ pub mod attestation;
 pub mod client;
 pub mod error;
 pub mod registry;
+pub mod secrets;
 pub mod transport;
 pub mod watch;
 

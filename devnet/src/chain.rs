@@ -47,6 +47,10 @@ pub struct DevnetOptions {
     /// Apply this configuration file instead of generating one (no proxies are started). It
     /// must lie inside the repository: forge only reads files it is allowed to.
     pub config: Option<PathBuf>,
+    /// The last endpoint demands this API key, as a paid provider does, and is registered as
+    /// the template `http://127.0.0.1:PORT/${DEVNET_API_KEY}` ([`DEVNET_SECRET`]): generated
+    /// keeper configurations name the secret, and keepers get the value in their environment.
+    pub api_key: Option<String>,
 }
 
 impl Default for DevnetOptions {
@@ -60,12 +64,16 @@ impl Default for DevnetOptions {
             cooldown: 30,
             max_demotions: 3,
             config: None,
+            api_key: None,
         }
     }
 }
 
 /// The service every generated devnet configures.
 pub const DEVNET_SERVICE: &str = "eth-devnet/rpc";
+
+/// The secret a keyed devnet endpoint's URL template names (see [`DevnetOptions::api_key`]).
+pub const DEVNET_SECRET: &str = "DEVNET_API_KEY";
 
 /// A running devnet. Dropping it stops the proxies and kills anvil (so does the death of this
 /// process, however it dies: see [`die_with_parent`]).
@@ -76,6 +84,7 @@ pub struct Devnet {
     deploy_block: u64,
     proxies: Vec<FaultProxy>,
     keepers: usize,
+    api_key: Option<String>,
 }
 
 impl Devnet {
@@ -101,12 +110,16 @@ impl Devnet {
             deploy_block: 0,
             proxies: Vec::new(),
             keepers: options.keepers,
+            api_key: options.api_key.clone(),
         };
         let config = match &options.config {
             Some(config) => config.clone(),
             None => {
                 for _ in 0..options.endpoints {
                     devnet.proxies.push(FaultProxy::start(rpc_url.clone()).await?);
+                }
+                if let (Some(key), Some(last)) = (&options.api_key, devnet.proxies.last()) {
+                    last.require_key(key);
                 }
                 let path = deployments.join("config.json");
                 let json = devnet.generated_config(options);
@@ -151,8 +164,14 @@ impl Devnet {
             .iter()
             .enumerate()
             .map(|(i, proxy)| {
+                let keyed = self.api_key.is_some() && i + 1 == self.proxies.len();
+                let url = if keyed {
+                    format!("{}/${{{DEVNET_SECRET}}}", proxy.url())
+                } else {
+                    proxy.url()
+                };
                 serde_json::json!({
-                    "url": proxy.url(),
+                    "url": url,
                     "region": REGIONS[i % REGIONS.len()],
                     "provider": format!("node-{}", (b'a' + i as u8) as char),
                     "operator": self.account(9).address().to_string(),
@@ -280,6 +299,12 @@ impl Devnet {
         Ok(receipt.transaction_hash)
     }
 
+    /// Where this devnet's files are: generated configurations, keeper logs, the API key file
+    /// (`target/devnet/<anvil port>` under the repository).
+    pub fn dir(&self, toolchain: &Toolchain) -> PathBuf {
+        toolchain.root().join(format!("target/devnet/{}", self.anvil.port))
+    }
+
     /// Writes a keeper configuration for keeper `keeper` (1-based) watching the devnet service
     /// and returns its path. The key is not in the file: [`Devnet::spawn_keeper`] passes it in
     /// the environment.
@@ -317,7 +342,14 @@ listen = "127.0.0.1:{metrics_port}"
 
 [[service]]
 name = "{service}"
-"#,
+{secrets}"#,
+            secrets = if self.api_key.is_some() {
+                format!(
+                    "\n[secrets.{DEVNET_SECRET}]\nenv = \"{DEVNET_SECRET}\"\nhosts = [\"127.0.0.1\"]\n"
+                )
+            } else {
+                String::new()
+            },
             address = self.account(keeper).address(),
             rpc = options
                 .registry_rpc
@@ -375,6 +407,9 @@ name = "{service}"
             .stdout(log)
             .stderr(log_err)
             .kill_on_drop(true);
+        if let Some(key) = &self.api_key {
+            command.env(DEVNET_SECRET, key);
+        }
         die_with_parent(&mut command);
         let child = command.spawn().map_err(|source| Error::Io {
             context: format!("starting {}", lifeline.display()),
@@ -382,6 +417,38 @@ name = "{service}"
         })?;
         info!(target: "devnet", keeper, pid = child.id(), "keeper started");
         Ok(KeeperProcess { child: Some(child), keeper, log: log_path })
+    }
+
+    /// A `[secrets]` table giving [`DEVNET_SECRET`] for in-process clients and gateways: the
+    /// key is written to a file only this user can read (`target/devnet/<port>/api-key`, mode
+    /// 0600). Empty without [`DevnetOptions::api_key`].
+    pub fn secret_sources(
+        &self,
+        toolchain: &Toolchain,
+    ) -> Result<std::collections::BTreeMap<String, lifeline_bindings::secrets::SecretSource>> {
+        let mut table = std::collections::BTreeMap::new();
+        let Some(key) = &self.api_key else { return Ok(table) };
+        let path = toolchain.root().join(format!("target/devnet/{}/api-key", self.anvil.port));
+        let io = |source| Error::Io { context: format!("writing {}", path.display()), source };
+        {
+            use std::io::Write;
+            #[cfg(unix)]
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut options = std::fs::OpenOptions::new();
+            options.create(true).write(true).truncate(true);
+            #[cfg(unix)]
+            options.mode(0o600);
+            options.open(&path).and_then(|mut f| f.write_all(key.as_bytes())).map_err(io)?;
+        }
+        table.insert(
+            DEVNET_SECRET.to_string(),
+            lifeline_bindings::secrets::SecretSource {
+                env: None,
+                file: Some(path),
+                hosts: vec!["127.0.0.1".into()],
+            },
+        );
+        Ok(table)
     }
 
     /// Has keepers 1 and 2 attest every endpoint healthy (lower index, lower latency), so the

@@ -43,7 +43,8 @@ pub mod toolchain;
 mod chain;
 
 pub use chain::{
-    DEVNET_SERVICE, Devnet, DevnetOptions, KeeperOptions, KeeperProcess, die_with_parent, free_port,
+    DEVNET_SECRET, DEVNET_SERVICE, Devnet, DevnetOptions, KeeperOptions, KeeperProcess,
+    die_with_parent, free_port,
 };
 pub use emitter::{LogEmitter, TICK_TOPIC};
 pub use load::RequestStream;

@@ -247,6 +247,9 @@ pub struct FaultProxy {
     requests: Arc<AtomicU64>,
     methods: Arc<Mutex<HashMap<String, u64>>>,
     ws_connections: Arc<AtomicUsize>,
+    /// The API key the proxy demands in its path, if any (see [`Self::require_key`]).
+    key: watch::Sender<Option<String>>,
+    unauthorized: Arc<AtomicU64>,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
 }
@@ -268,6 +271,8 @@ impl FaultProxy {
         let methods = Arc::new(Mutex::new(HashMap::new()));
         let stalled_at = Arc::new(Mutex::new(None));
         let ws_connections = Arc::new(AtomicUsize::new(0));
+        let (key, key_rx) = watch::channel(None);
+        let unauthorized = Arc::new(AtomicU64::new(0));
         let (shutdown, stop) = watch::channel(false);
         let state = Arc::new(ProxyState {
             ws_upstream: ws_upstream(&upstream),
@@ -279,6 +284,8 @@ impl FaultProxy {
             requests: requests.clone(),
             methods: methods.clone(),
             ws_connections: ws_connections.clone(),
+            key: key_rx,
+            unauthorized: unauthorized.clone(),
         });
         let task = tokio::spawn(serve(listener, state, stop));
         debug!(target: "devnet::proxy", %addr, "proxy started");
@@ -291,9 +298,22 @@ impl FaultProxy {
             requests,
             methods,
             ws_connections,
+            key,
+            unauthorized,
             shutdown,
             task,
         })
+    }
+
+    /// Demands an API key from now on, as a paid provider does: only requests (and WebSocket
+    /// upgrades) to the path `/<key>` are served; any other path gets 401 and reaches nothing.
+    pub fn require_key(&self, key: &str) {
+        self.key.send_replace(Some(key.to_string()));
+    }
+
+    /// Requests refused for a missing or wrong key so far.
+    pub fn unauthorized(&self) -> u64 {
+        self.unauthorized.load(Ordering::Relaxed)
     }
 
     /// The proxy's URL, e.g. `http://127.0.0.1:40123`.
@@ -363,6 +383,8 @@ struct ProxyState {
     requests: Arc<AtomicU64>,
     methods: Arc<Mutex<HashMap<String, u64>>>,
     ws_connections: Arc<AtomicUsize>,
+    key: watch::Receiver<Option<String>>,
+    unauthorized: Arc<AtomicU64>,
 }
 
 impl ProxyState {
@@ -413,6 +435,14 @@ async fn handle(
     state: Arc<ProxyState>,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, Infallible> {
+    let authorised = match &*state.key.borrow() {
+        Some(key) => req.uri().path().strip_prefix('/') == Some(key.as_str()),
+        None => true,
+    };
+    if !authorised {
+        state.unauthorized.fetch_add(1, Ordering::Relaxed);
+        return Ok(status(StatusCode::UNAUTHORIZED));
+    }
     if is_websocket_upgrade(&req) {
         return Ok(upgrade(state, req).await);
     }

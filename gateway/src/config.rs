@@ -40,6 +40,10 @@ pub struct GatewayConfig {
     /// Head-aware routing: which routes are fresh enough to read from.
     #[serde(default)]
     pub freshness: FreshnessSection,
+    /// Secrets endpoint URL templates may name (`[secrets.NAME]`: `env` or `file`, and the
+    /// `hosts` it may be sent to); see `lifeline_bindings::secrets`.
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, lifeline_bindings::secrets::SecretSource>,
 }
 
 /// `[freshness]`: never serve stale or wrong-chain data.
@@ -240,6 +244,7 @@ impl GatewayConfig {
             transport: TransportSection::default(),
             subscriptions: SubscriptionSection::default(),
             freshness: FreshnessSection::default(),
+            secrets: std::collections::BTreeMap::new(),
         }
     }
 

@@ -87,11 +87,13 @@ impl Gateway {
         config.validate()?;
         let registry = service::registry_client(&config)?;
         service::check_registry(&registry).await?;
+        let secrets = lifeline_bindings::secrets::Secrets::load(&config.secrets)
+            .map_err(|e| Error::Config(e.to_string()))?;
         let metrics = Metrics::default();
         let services: Vec<Arc<ServiceHandle>> = config
             .services
             .iter()
-            .map(|section| ServiceHandle::new(section, &config, metrics.clone()))
+            .map(|section| ServiceHandle::new(section, &config, &secrets, metrics.clone()))
             .collect();
         let bind = |addr: SocketAddr, what: &'static str| async move {
             TcpListener::bind(addr).await.map_err(|source| Error::Io {

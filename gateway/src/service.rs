@@ -82,7 +82,12 @@ impl std::fmt::Debug for ServiceHandle {
 
 impl ServiceHandle {
     /// Builds a service from its config section (not yet following the registry).
-    pub fn new(section: &ServiceSection, config: &GatewayConfig, metrics: Metrics) -> Arc<Self> {
+    pub fn new(
+        section: &ServiceSection,
+        config: &GatewayConfig,
+        secrets: &lifeline_bindings::secrets::Secrets,
+        metrics: Metrics,
+    ) -> Arc<Self> {
         let names = RouteNames::default();
         let connector = UpstreamConnector::new(
             &section.name,
@@ -112,6 +117,7 @@ impl ServiceHandle {
                         agree: config.freshness.consensus_agree,
                     }
                 }),
+                secrets: secrets.clone(),
                 ..Default::default()
             },
         );

@@ -89,12 +89,16 @@ impl UpstreamConnector {
 impl Connector for UpstreamConnector {
     type Transport = Upstream;
 
-    fn connect(&self, url: &Url) -> Upstream {
+    fn connect(&self, url: &Url, target: &Url) -> Upstream {
         Upstream {
             inner: Arc::new(Inner {
-                uri: url.as_str().parse().map_err(|e: hyper::http::uri::InvalidUri| e.to_string()),
+                uri: target
+                    .as_str()
+                    .parse()
+                    .map_err(|e: hyper::http::uri::InvalidUri| e.to_string()),
                 connector: self.clone(),
                 url: url.clone(),
+                target: target.clone(),
                 endpoint: self.names.name(url),
                 series: SeriesCache::default(),
             }),
@@ -111,7 +115,10 @@ pub struct Upstream {
 #[derive(Debug)]
 struct Inner {
     connector: UpstreamConnector,
+    /// The route as registered (a template shows no secret): for labels and messages.
     url: Url,
+    /// Where requests go (the resolved URL).
+    target: Url,
     uri: Result<hyper::Uri, String>,
     /// The registry endpoint index when the route was made (or `bootstrap`).
     endpoint: String,
@@ -178,12 +185,13 @@ impl Inner {
         let mut resp = self
             .connector
             .tls
-            .post(self.url.clone())
+            .post(self.target.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body)
             .send()
             .await
-            .map_err(TransportErrorKind::custom)?;
+            // reqwest names the URL in its errors: the resolved one may carry a secret.
+            .map_err(|e| TransportErrorKind::custom(e.without_url()))?;
         let status = resp.status();
         let limit = self.connector.max_response_bytes;
         let too_large = || {
@@ -195,7 +203,9 @@ impl Inner {
             return Err(too_large());
         }
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(TransportErrorKind::custom)? {
+        while let Some(chunk) =
+            resp.chunk().await.map_err(|e| TransportErrorKind::custom(e.without_url()))?
+        {
             if body.len() + chunk.len() > limit {
                 return Err(too_large());
             }

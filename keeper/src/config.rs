@@ -63,6 +63,10 @@ pub struct KeeperConfig {
     /// The services this keeper watches (endpoints are read from the registry).
     #[serde(rename = "service")]
     pub services: Vec<ServiceConfig>,
+    /// Secrets endpoint URL templates may name (`[secrets.NAME]`: `env` or `file`, and the
+    /// `hosts` it may be sent to); see `lifeline_bindings::secrets`.
+    #[serde(default)]
+    pub secrets: std::collections::BTreeMap<String, lifeline_bindings::secrets::SecretSource>,
 }
 
 /// `[registry]`.
@@ -127,6 +131,22 @@ pub struct ProbeConfig {
     pub jitter_pct: u8,
     /// Re-read the endpoint list from the registry at least this often, s (default 30).
     pub refresh_secs: u64,
+    /// An endpoint whose URL cannot be used (a template naming a secret that is not
+    /// configured, or one not allowed for its host): `fail` stops the keeper at startup naming
+    /// it (default); `skip` leaves it unprobed with an error line. Found after startup, it is
+    /// always skipped with an error line.
+    pub unusable_urls: UnusableUrls,
+}
+
+/// What to do at startup about an endpoint URL that cannot be used (`probe.unusable_urls`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnusableUrls {
+    /// Stop with a message naming the endpoint and the reason.
+    #[default]
+    Fail,
+    /// Leave the endpoint unprobed, with an error line.
+    Skip,
 }
 
 impl Default for ProbeConfig {
@@ -138,6 +158,7 @@ impl Default for ProbeConfig {
             max_concurrency: 256,
             jitter_pct: 10,
             refresh_secs: 30,
+            unusable_urls: UnusableUrls::Fail,
         }
     }
 }

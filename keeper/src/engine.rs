@@ -30,14 +30,14 @@ use alloy::{
 use futures_util::future::{join_all, try_join_all};
 use lifeline_bindings::{
     RegistryClient, Verdict as WireVerdict, client::Status,
-    registry::RouteRegistry::RouteRegistryErrors, service_id,
+    registry::RouteRegistry::RouteRegistryErrors, secrets::Secrets, service_id,
 };
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, error, info, warn};
 
 use crate::{
     collect::{JsonRpcRound, Observed},
-    config::{KeeperConfig, ProbeKind, ServiceConfig},
+    config::{KeeperConfig, ProbeKind, ServiceConfig, UnusableUrls},
     decide::{OnChain, vote_to_cast},
     judge::{Finding, Tracker, Verdict},
     metrics::Metrics,
@@ -100,6 +100,8 @@ struct Pipeline {
     limit: Arc<Semaphore>,
     registry: Mutex<Reachability>,
     membership: Mutex<Membership>,
+    /// What endpoint URL templates may name (see `lifeline_bindings::secrets`).
+    secrets: Secrets,
 }
 
 /// Whether the registry RPC answers, and when to warn next while it does not.
@@ -126,6 +128,8 @@ struct Snapshot {
     epoch: u32,
     keeper: Option<u32>,
     endpoints: Vec<Endpoint>,
+    /// Endpoints left out because their URL cannot be used, and why.
+    unusable: Vec<(u16, String)>,
 }
 
 impl Engine {
@@ -136,6 +140,7 @@ impl Engine {
         signer: alloy::signers::local::PrivateKeySigner,
         metrics: Metrics,
     ) -> Result<Self, StartupError> {
+        let secrets = Secrets::load(&config.secrets)?;
         let address = config.registry.address;
         let urls = config
             .registry
@@ -220,7 +225,24 @@ impl Engine {
                 next_check: now + MEMBERSHIP_FIRST,
                 check_every: MEMBERSHIP_FIRST,
             }),
+            secrets,
         };
+        // An endpoint URL that cannot be used stops the keeper here, once, naming it.
+        if pipeline.config.probe.unusable_urls == UnusableUrls::Fail {
+            for service in &services {
+                let snapshot = pipeline
+                    .snapshot(service)
+                    .await
+                    .map_err(|e| StartupError::Registry { address, reason: e.to_string() })?;
+                if let Some((endpoint, reason)) = snapshot.unusable.into_iter().next() {
+                    return Err(StartupError::UnusableUrl {
+                        service: service.config.name.clone(),
+                        endpoint,
+                        reason,
+                    });
+                }
+            }
+        }
         Ok(Self { pipeline, services })
     }
 
@@ -400,6 +422,7 @@ impl Pipeline {
         let views = try_join_all(reads).await?;
         let name = &service.config.name;
         let mut endpoints = Vec::with_capacity(views.len());
+        let mut unusable = Vec::new();
         for (index, e) in views {
             let Some(status) = status(e.status) else {
                 error!(target: "keeper::refresh", service = %name, endpoint = index, status = e.status, "unknown on-chain endpoint status; endpoint skipped (are the bindings older than the registry?)");
@@ -408,9 +431,15 @@ impl Pipeline {
             if status == Status::Retired {
                 continue;
             }
-            let Ok(url) = e.url.parse::<Url>() else {
-                warn!(target: "keeper::refresh", service = %name, endpoint = index, url = %e.url, "endpoint URL does not parse; not probed");
-                continue;
+            // A template is filled from [secrets] only; the resolved URL is used for probes
+            // and never shown.
+            let url = match self.secrets.resolve(&e.url) {
+                Ok(url) => url,
+                Err(error) => {
+                    error!(target: "keeper::refresh", service = %name, endpoint = index, %error, "endpoint URL cannot be used; not probed");
+                    unusable.push((index, error.to_string()));
+                    continue;
+                }
             };
             endpoints.push(Endpoint {
                 index,
@@ -430,6 +459,7 @@ impl Pipeline {
             epoch: view.epoch,
             keeper: keeper.active.then(|| 1u32 << keeper.index),
             endpoints,
+            unusable,
         })
     }
 

@@ -162,7 +162,7 @@ impl Prober {
     pub async fn tcp(&self, url: &Url) -> (Duration, Result<(), ProbeFailure>) {
         let started = Instant::now();
         let Some(host) = url.host_str() else {
-            return (Duration::ZERO, Err(ProbeFailure::Unreachable(format!("no host in {url}"))));
+            return (Duration::ZERO, Err(ProbeFailure::Unreachable("no host in the URL".into())));
         };
         let port = url.port_or_known_default().unwrap_or(80);
         let result =
@@ -211,6 +211,10 @@ fn unreachable(err: &reqwest::Error) -> ProbeFailure {
     while let Some(inner) = source {
         text = format!("{text}: {inner}");
         source = inner.source();
+    }
+    // reqwest names the URL; a resolved template carries a secret, so it is never shown.
+    if let Some(url) = err.url() {
+        text = text.replace(&format!(" for url ({url})"), "").replace(url.as_str(), "[endpoint]");
     }
     ProbeFailure::Unreachable(text)
 }

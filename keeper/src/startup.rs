@@ -36,6 +36,21 @@ pub enum StartupError {
         /// The registry's chain.
         chain_id: u64,
     },
+    /// A `[secrets]` entry cannot be loaded.
+    #[error(transparent)]
+    Secrets(#[from] lifeline_bindings::secrets::SecretError),
+    /// A registered endpoint URL cannot be used (`probe.unusable_urls = "fail"`).
+    #[error(
+        "service \"{service}\" endpoint #{endpoint}: {reason} (configure the secret, or set probe.unusable_urls = \"skip\")"
+    )]
+    UnusableUrl {
+        /// The service.
+        service: String,
+        /// The endpoint index.
+        endpoint: u16,
+        /// Why (names the template, never a value).
+        reason: String,
+    },
     /// A registry read failed at startup.
     #[error("reading the registry at {address}: {reason}")]
     Registry {

@@ -100,8 +100,10 @@ pub trait Connector: Send + Sync + 'static {
         + Sync
         + 'static;
 
-    /// A transport for `url`.
-    fn connect(&self, url: &Url) -> Self::Transport;
+    /// A transport for the route `route` (as registered: a URL template names its secrets,
+    /// never their values; this is what logs, errors and metrics may show), sending to
+    /// `target` (the resolved URL; the same as `route` when it names no secret).
+    fn connect(&self, route: &Url, target: &Url) -> Self::Transport;
 }
 
 /// alloy's reqwest HTTP transport, one connection pool shared by every route.
@@ -111,10 +113,64 @@ pub struct HttpConnector {
 }
 
 impl Connector for HttpConnector {
-    type Transport = Http<alloy::transports::http::reqwest::Client>;
+    type Transport = Redacted<Http<alloy::transports::http::reqwest::Client>>;
 
-    fn connect(&self, url: &Url) -> Self::Transport {
-        Http::with_client(self.client.clone(), url.clone())
+    fn connect(&self, route: &Url, target: &Url) -> Self::Transport {
+        Redacted::new(Http::with_client(self.client.clone(), target.clone()), route, target)
+    }
+}
+
+/// A route transport whose errors never show the resolved URL of a templated route (reqwest
+/// puts the URL in its messages): it is replaced by the template.
+#[derive(Debug, Clone)]
+pub struct Redacted<T> {
+    inner: T,
+    /// (resolved, template) when they differ.
+    swap: Option<Arc<(String, String)>>,
+}
+
+impl<T> Redacted<T> {
+    /// `inner`, sending to `target`, shown as `route`.
+    pub fn new(inner: T, route: &Url, target: &Url) -> Self {
+        let swap = (route != target).then(|| Arc::new((target.to_string(), route.to_string())));
+        Self { inner, swap }
+    }
+}
+
+impl<T> Service<RequestPacket> for Redacted<T>
+where
+    T: Service<
+            RequestPacket,
+            Response = ResponsePacket,
+            Error = TransportError,
+            Future = TransportFut<'static>,
+        >,
+{
+    type Response = ResponsePacket;
+    type Error = TransportError;
+    type Future = TransportFut<'static>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: RequestPacket) -> Self::Future {
+        let call = self.inner.call(request);
+        let Some(swap) = self.swap.clone() else { return call };
+        Box::pin(async move {
+            call.await.map_err(|error| match error {
+                alloy::rpc::json_rpc::RpcError::Transport(TransportErrorKind::Custom(inner)) => {
+                    let mut text = inner.to_string();
+                    let mut source = inner.source();
+                    while let Some(cause) = source {
+                        text = format!("{text}: {cause}");
+                        source = cause.source();
+                    }
+                    TransportErrorKind::custom_str(&text.replace(&swap.0, &swap.1))
+                }
+                other => other,
+            })
+        })
     }
 }
 
@@ -134,6 +190,9 @@ pub struct FailoverConfig {
     pub freshness: FreshnessConfig,
     /// Per-request consensus for the methods named (`None`: off).
     pub consensus: Option<ConsensusConfig>,
+    /// The secrets route URL templates may name (see [`crate::secrets`]); none by default, so
+    /// a templated route is skipped with a warning.
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Per-request consensus: ask `ask` fresh routes, answer when `agree` of them return the same
@@ -165,6 +224,7 @@ impl Default for FailoverConfig {
             breaker: BreakerConfig::default(),
             freshness: FreshnessConfig::default(),
             consensus: None,
+            secrets: crate::secrets::Secrets::none(),
         }
     }
 }
@@ -303,7 +363,7 @@ impl<C: Connector> FailoverTransport<C> {
             .map(|url| {
                 Arc::new(Route {
                     url: url.clone(),
-                    transport: connector.connect(url),
+                    transport: connector.connect(url, url),
                     health: Mutex::new(RouteHealth::new(50.0, false)),
                 })
             })
@@ -373,14 +433,28 @@ impl<C: Connector> FailoverTransport<C> {
         }
         let mut next = Vec::with_capacity(set.routes.len());
         for route in &set.routes {
-            let Ok(url) = route.url.parse::<Url>() else {
-                warn!(target: "lifeline::transport", url = %route.url, "route with an invalid URL skipped");
-                continue;
+            // A template is resolved from the local secrets, or the route is not used (and
+            // never requested); see [`crate::secrets`].
+            let target = match self.shared.config.secrets.resolve(&route.url) {
+                Ok(target) => target,
+                Err(error) => {
+                    warn!(target: "lifeline::transport", %error, "route skipped: its URL cannot be used");
+                    continue;
+                }
+            };
+            // The route is known by its URL as registered (a template shows no secret).
+            let url = if crate::secrets::is_template(&route.url) {
+                match route.url.parse::<Url>() {
+                    Ok(url) => url,
+                    Err(_) => continue,
+                }
+            } else {
+                target.clone()
             };
             let existing = table.routes.iter().find(|r| r.url == url).cloned();
             let kept = existing.unwrap_or_else(|| {
                 Arc::new(Route {
-                    transport: self.shared.connector.connect(&url),
+                    transport: self.shared.connector.connect(&url, &target),
                     health: Mutex::new(RouteHealth::new(
                         f64::from(route.latency_ms),
                         route.degraded,
@@ -1247,7 +1321,7 @@ mod tests {
     impl Connector for MockConnector {
         type Transport = Recorded;
 
-        fn connect(&self, url: &Url) -> Recorded {
+        fn connect(&self, url: &Url, _target: &Url) -> Recorded {
             let asserter = self.0.get(url).cloned().unwrap_or_default();
             Recorded {
                 url: url.clone(),

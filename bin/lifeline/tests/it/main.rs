@@ -9,4 +9,5 @@ mod gateway;
 mod keeper_startup;
 mod pipeline;
 mod scenarios;
+mod secrets;
 mod world;
