@@ -23,6 +23,7 @@
 pub mod attestation;
 pub mod client;
 pub mod error;
+pub mod quorum;
 pub mod registry;
 pub mod secrets;
 pub mod transport;

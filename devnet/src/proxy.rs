@@ -178,6 +178,15 @@ pub enum Fault {
     /// (keccak256 of the raw bytes, as a node would) and never forwarded, so the transaction
     /// never lands; everything else is forwarded.
     Censor,
+    /// A lying RPC: every `eth_call` to `to` is answered with `result` (hex), as if the contract
+    /// had returned it; everything else is forwarded. (A registry RPC that forges
+    /// `authorisedRoutes`, say.)
+    ForgeCall {
+        /// The contract whose calls are forged.
+        to: alloy::primitives::Address,
+        /// The forged return data, `0x`-prefixed hex.
+        result: String,
+    },
 }
 
 impl Fault {
@@ -203,6 +212,7 @@ impl Fault {
             Self::Forked { .. } => "forked",
             Self::Flaky { .. } => "flaky",
             Self::Censor => "censor",
+            Self::ForgeCall { .. } => "forge_call",
         }
     }
 
@@ -217,6 +227,7 @@ impl Fault {
                 | Self::DivergentHash
                 | Self::BadProof
                 | Self::Censor
+                | Self::ForgeCall { .. }
         )
     }
 
@@ -659,6 +670,15 @@ impl Rewriter<'_> {
                     // Not a transaction: let the node reject it.
                     _ => Ok(None),
                 }
+            }
+            (Fault::ForgeCall { to, result }, "eth_call")
+                if params
+                    .pointer("/0/to")
+                    .and_then(Value::as_str)
+                    .and_then(|a| a.parse::<alloy::primitives::Address>().ok())
+                    == Some(*to) =>
+            {
+                reply(json!(result))
             }
             (Fault::DivergentHash, "eth_getBlockByNumber" | "eth_getBlockByHash") => {
                 let mut answer = self.send(request).await?;

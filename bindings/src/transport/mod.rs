@@ -1168,6 +1168,13 @@ enum Inspection {
 #[derive(Debug)]
 pub struct Follower(tokio::task::JoinHandle<()>);
 
+impl Follower {
+    /// Runs `task` until the returned follower is dropped.
+    pub(crate) fn spawn(task: impl Future<Output = ()> + Send + 'static) -> Self {
+        Self(tokio::spawn(task))
+    }
+}
+
 impl Drop for Follower {
     fn drop(&mut self) {
         self.0.abort();

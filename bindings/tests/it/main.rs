@@ -2,6 +2,7 @@
 
 mod digest;
 mod freshness;
+mod quorum;
 mod support;
 mod transport;
 mod watch;
