@@ -164,6 +164,50 @@ impl<P: Provider + Clone> QuorumReader<P> {
     }
 }
 
+/// Yields a service's set each time the quorum agrees on another one; see
+/// [`QuorumReader::watch`].
+#[derive(Debug)]
+pub struct QuorumWatcher<P> {
+    reader: QuorumReader<P>,
+    service: B256,
+    poll: Duration,
+    last: Option<(u32, B256)>,
+}
+
+impl<P: Provider + Clone> QuorumReader<P> {
+    /// Follows `service`: [`QuorumWatcher::next`] yields the agreed set on the first call and
+    /// then each time the agreed set changes.
+    pub fn watch(&self, service: B256, poll: Duration) -> QuorumWatcher<P> {
+        QuorumWatcher { reader: self.clone(), service, poll, last: None }
+    }
+}
+
+impl<P: Provider + Clone> QuorumWatcher<P> {
+    /// Waits for the next agreed set. A set with a lower or equal epoch than the last one (the
+    /// quorum's chain reorganised) is flagged [`RouteSet::after_reorg`], so a transport takes
+    /// it. Reads without a quorum are logged and retried every poll (the caller keeps its last
+    /// set: fail static).
+    pub async fn next(&mut self) -> RouteSet {
+        loop {
+            match self.reader.routes(self.service).await {
+                Ok(agreed) => {
+                    let mut set = agreed.set;
+                    let key = (set.epoch, set.content_hash());
+                    if self.last != Some(key) {
+                        set.after_reorg = self.last.is_some_and(|(epoch, _)| set.epoch <= epoch);
+                        self.last = Some(key);
+                        return set;
+                    }
+                }
+                Err(error) => {
+                    warn!(target: "lifeline::quorum", service = %self.service, %error, "no agreed route set; keeping the last one");
+                }
+            }
+            tokio::time::sleep(self.poll).await;
+        }
+    }
+}
+
 /// `service`'s set through one URL at `block`: (block hash, block time, set read at that hash).
 async fn read_at<P: Provider + Clone>(
     client: &RegistryClient<P>,

@@ -99,6 +99,28 @@ pub struct RegistrySection {
     /// How often the route set is polled for changes, milliseconds.
     #[serde(default = "default_registry_poll_ms")]
     pub poll_interval_ms: u64,
+    /// More RPC URLs of the same registry chain. With any, every route set is read through
+    /// `rpc_url` and all of these at one block and counts only when `quorum` of them agree
+    /// (`lifeline_bindings::quorum`): one lying RPC cannot redirect the gateway's traffic.
+    #[serde(default)]
+    pub rpc_urls: Vec<String>,
+    /// Agreeing URLs a route set needs (default: a strict majority of all the URLs).
+    #[serde(default)]
+    pub quorum: Option<usize>,
+}
+
+impl RegistrySection {
+    /// Every RPC URL of the registry chain: `rpc_url` first.
+    pub fn all_rpc_urls(&self) -> Vec<&str> {
+        std::iter::once(self.rpc_url.as_str())
+            .chain(self.rpc_urls.iter().map(String::as_str))
+            .collect()
+    }
+
+    /// The agreeing URLs a route set needs.
+    pub fn effective_quorum(&self) -> usize {
+        self.quorum.unwrap_or(self.all_rpc_urls().len() / 2 + 1)
+    }
 }
 
 /// `[[service]]`: one service served at `/rpc/<name>` (and `/rpc/<0x id>`).
@@ -230,6 +252,8 @@ impl GatewayConfig {
                 rpc_url: rpc_url.to_string(),
                 address,
                 poll_interval_ms: 200,
+                rpc_urls: Vec::new(),
+                quorum: None,
             },
             services: services
                 .iter()
@@ -291,6 +315,17 @@ impl GatewayConfig {
         }
         if self.registry.rpc_url.parse::<alloy::transports::http::reqwest::Url>().is_err() {
             return bad("registry.rpc_url", &self.registry.rpc_url, "not a URL");
+        }
+        for url in &self.registry.rpc_urls {
+            if url.parse::<alloy::transports::http::reqwest::Url>().is_err() {
+                return bad("registry.rpc_urls", url, "not a URL");
+            }
+        }
+        let urls = self.registry.all_rpc_urls().len();
+        if let Some(quorum) = self.registry.quorum
+            && !(1..=urls).contains(&quorum)
+        {
+            return bad("registry.quorum", &quorum, &format!("must be 1 to {urls} (the RPC URLs)"));
         }
         if self.registry.poll_interval_ms < 50 {
             return bad(

@@ -87,6 +87,7 @@ impl Gateway {
         config.validate()?;
         let registry = service::registry_client(&config)?;
         service::check_registry(&registry).await?;
+        let quorum = service::quorum_reader(&config)?;
         let secrets = lifeline_bindings::secrets::Secrets::load(&config.secrets)
             .map_err(|e| Error::Config(e.to_string()))?;
         let metrics = Metrics::default();
@@ -131,7 +132,7 @@ impl Gateway {
         let state = Arc::new(state);
         let sessions = state.sessions.clone();
         for service in &services {
-            let follower = service.clone().follow(registry.clone(), poll);
+            let follower = service.clone().follow(registry.clone(), quorum.clone(), poll);
             let mut stop_follow = shutdown.clone();
             tasks.spawn(async move {
                 tokio::select! {

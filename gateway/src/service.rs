@@ -20,6 +20,7 @@ use alloy::{
 };
 use lifeline_bindings::{
     EndpointState, FailoverConfig, FailoverTransport, RegistryClient, RouteSet, WatchConfig,
+    quorum::QuorumReader,
     transport::{ConsensusConfig, freshness::FreshnessConfig},
 };
 use serde_json::value::RawValue;
@@ -188,15 +189,26 @@ impl ServiceHandle {
         Ok(())
     }
 
-    /// Follows the registry: applies each new route set to the transport, and refreshes the
-    /// endpoint table for `/routes` every few seconds. Runs until the task is aborted.
-    pub async fn follow(self: Arc<Self>, registry: RegistryClient<DynProvider>, poll: Duration) {
+    /// Follows the registry: applies each new route set to the transport (read through a
+    /// quorum of registry RPCs when `quorum` is given, see `lifeline_bindings::quorum`), and
+    /// refreshes the endpoint table for `/routes` every few seconds. Runs until the task is
+    /// aborted.
+    pub async fn follow(
+        self: Arc<Self>,
+        registry: RegistryClient<DynProvider>,
+        quorum: Option<QuorumReader<DynProvider>>,
+        poll: Duration,
+    ) {
         let mut watcher =
             registry.watch(self.id, WatchConfig { poll_interval: poll, ..Default::default() });
+        let mut agreed = quorum.map(|reader| reader.watch(self.id, poll));
         let labels = Metrics::service(&self.name);
         let sets = async {
             loop {
-                let set = watcher.next().await;
+                let set = match &mut agreed {
+                    Some(agreed) => agreed.next().await,
+                    None => watcher.next().await,
+                };
                 let names = set.routes.iter().filter_map(|r| {
                     r.url.parse::<Url>().ok().map(|url| (url, format!("{}", r.id)))
                 });
@@ -359,6 +371,26 @@ pub fn registry_client(config: &GatewayConfig) -> crate::Result<RegistryClient<D
     })?;
     let provider = ProviderBuilder::new().connect_http(url).erased();
     Ok(RegistryClient::new(config.registry.address, provider))
+}
+
+/// With more than one registry RPC URL configured, a reader that needs a quorum of them.
+pub fn quorum_reader(config: &GatewayConfig) -> crate::Result<Option<QuorumReader<DynProvider>>> {
+    if config.registry.rpc_urls.is_empty() {
+        return Ok(None);
+    }
+    let clients = config
+        .registry
+        .all_rpc_urls()
+        .into_iter()
+        .map(|u| {
+            let url: Url = u
+                .parse()
+                .map_err(|e| crate::Error::Config(format!("registry.rpc_urls = {u}: {e}")))?;
+            let provider = ProviderBuilder::new().connect_http(url).erased();
+            Ok(RegistryClient::new(config.registry.address, provider))
+        })
+        .collect::<crate::Result<Vec<_>>>()?;
+    Ok(Some(QuorumReader::new(clients, config.registry.effective_quorum(), 0)))
 }
 
 /// Raw JSON for a value (serialising a `Value` cannot fail).

@@ -14,6 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 mod edge;
 mod fuzz;
+mod registry;
 
 /// A devnet (automine, two endpoint proxies, set filled by attestations) and a gateway on it.
 pub(crate) struct Fixture {
