@@ -1025,7 +1025,7 @@ impl<C: Connector> FailoverTransport<C> {
         let breaker = self.shared.config.breaker;
         let this = self.clone();
         let method = match &request {
-            RequestPacket::Single(single) => Some(single.method().to_string()),
+            RequestPacket::Single(single) => Some(single.meta().method.clone()),
             RequestPacket::Batch(_) => None,
         };
         let mut transport = route.transport.clone();
