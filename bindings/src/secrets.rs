@@ -14,7 +14,9 @@
 //! - a name is looked up in `[secrets]` only, never in the environment at large (whoever
 //!   governs the registry could otherwise register `https://evil.example/${LIFELINE_KEEPER_KEY}`
 //!   and collect every keeper's key);
-//! - a template's host must be in the `hosts` of every secret it names;
+//! - a template's host must be in the `hosts` of every secret it names, and a secret travels
+//!   only over TLS (`https`, `wss`), except to a loopback host (a governor cannot downgrade
+//!   `https://host/${KEY}` to `http://host/${KEY}` and read the key off the wire);
 //! - placeholders may appear in the path and query only (not in the scheme, host, port or
 //!   user info, where a value would leak through DNS or change where the request goes);
 //! - the scheme is http(s) or ws(s), and no URL (template or resolved) carries `user:pass@`.
@@ -138,6 +140,16 @@ pub enum TemplateError {
         /// The template's host.
         host: String,
     },
+    /// A secret would travel without TLS to a host that is not loopback.
+    #[error(
+        "{template}: secrets are sent over https or wss only (plain {scheme} only to a loopback host)"
+    )]
+    Plaintext {
+        /// The template.
+        template: String,
+        /// Its scheme.
+        scheme: String,
+    },
     /// A placeholder outside the path and query, or an unclosed one.
     #[error("{template}: placeholders may appear in the path and query only")]
     Placement {
@@ -220,6 +232,18 @@ impl Secrets {
         }
         if host.contains(MARK) {
             return Err(TemplateError::Placement { template: url.to_string() });
+        }
+        let loopback = host == "localhost"
+            || host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback());
+        if matches!(shape.scheme(), "http" | "ws") && !loopback {
+            return Err(TemplateError::Plaintext {
+                template: url.to_string(),
+                scheme: shape.scheme().to_string(),
+            });
         }
         let mut resolved = marked;
         for (i, name) in names.iter().enumerate() {
@@ -335,6 +359,14 @@ mod tests {
             s.resolve("https://evil.example/${ALCHEMY_KEY}"),
             Err(TemplateError::Host { host, .. }) if host == "evil.example"
         ));
+        // The right host, but in the clear: refused (loopback aside).
+        assert!(matches!(
+            s.resolve("http://eth-mainnet.example/v2/${ALCHEMY_KEY}"),
+            Err(TemplateError::Plaintext { .. })
+        ));
+        let local = secrets(&[("K", "v", &["127.0.0.1", "localhost"])]);
+        assert!(local.resolve("http://127.0.0.1:8545/${K}").is_ok());
+        assert!(local.resolve("ws://localhost:8545/${K}").is_ok());
     }
 
     #[test]
@@ -397,7 +429,7 @@ mod tests {
         let loaded = Secrets::load(&table(&format!("[K]\nfile = {:?}\nhosts = [\"a\"]", path)))
             .expect("loads");
         assert_eq!(
-            loaded.resolve("http://a/${K}").map(|u| u.path().to_string()),
+            loaded.resolve("https://a/${K}").map(|u| u.path().to_string()),
             Ok("/s3cret".into())
         );
         assert_eq!(format!("{loaded:?}"), "{\"K\"}", "names only");
