@@ -196,3 +196,34 @@ async fn keeper_losing_its_registry_rpc_does_not_block_failover() -> eyre::Resul
     world.assert_client_clean();
     Ok(())
 }
+
+/// The registry chain reorganises the demotion away (its attestations' transactions vanish with
+/// the blocks that held them): the keepers, still seeing the endpoint dead, get it demoted
+/// again, their transactions not stuck behind nonces the chain no longer knows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demotion_reorganised_away_is_attested_again() -> eyre::Result<()> {
+    let world = World::start(&[1, 2, 3]).await?;
+    let chain = world.registry.contract().provider().clone();
+    let before = world.routes().await?;
+    let victim = before.routes[0].id;
+    let snapshot: alloy::primitives::U256 = chain.raw_request("evm_snapshot".into(), ()).await?;
+    world.proxy(victim).set(Fault::Down);
+    let demoted = world
+        .wait_until("dead endpoint demoted", FAILOVER_BOUND, |s| !ids(s).contains(&victim))
+        .await?;
+    // The chain goes back to before the demotion, and then on (a reorganisation).
+    let reverted: bool = chain.raw_request("evm_revert".into(), (snapshot,)).await?;
+    assert!(reverted, "evm_revert");
+    let back = world.routes().await?;
+    assert!(ids(&back).contains(&victim), "the demotion is gone: {back:?}");
+    let again = world
+        .wait_until("demoted again after the reorganisation", FAILOVER_BOUND, |s| {
+            !ids(s).contains(&victim)
+        })
+        .await?;
+    assert!(
+        again.routes.len() == 2,
+        "a standby took its place again: {again:?} (first {demoted:?})"
+    );
+    Ok(())
+}
