@@ -69,11 +69,24 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// (`RegionSwapDeferred`, `Frozen`, `Unfrozen`). Readiness belongs to standbys: an endpoint
 /// leaving Standby (`EndpointStatusChanged`) is no longer ready, without a readiness event.
 ///
+/// Nonces (replay): each keeper has a nonce window per service, so attestations about different
+/// services never wait for each other, and within a service they may land out of order. A nonce is
+/// accepted once: when above the highest accepted one, or among the 64 below it and not used yet;
+/// older ones count as used. `attest` reverts on a used nonce (`NonceUsed`); `attestBatch` skips
+/// such a member (`AttestationSkipped`, and a bit in its return value) and applies the others, so
+/// front-running one member cannot sink a relayed batch. Windows belong to the keeper-set version
+/// (signatures of an older version fail `WrongConfigVersion`): a rotation starts every window
+/// afresh, so a keeper that reached nonce `type(uint64).max` is never locked out for good.
+///
+/// Liveness: each accepted attestation records its keeper's last attestation time for the
+/// service (`keeperLiveness`). A service is `stale` while fewer than `quorum` keepers of the
+/// current set attested it within `attestationTtl`; one live keeper cannot keep it fresh.
+///
 /// Reentrancy: the registry makes no external calls (the only call is the ecrecover precompile,
 /// a staticcall), holds no ether and no tokens, so there is nothing to re-enter.
 ///
 /// Cost: an attestation that changes nothing reads one slot each of the service config and state
-/// and the keeper; promotion reads each ready standby's region and latency from packed lanes (32
+/// and the keeper, and writes the keeper's slot for the service (nonce window, liveness); promotion reads each ready standby's region and latency from packed lanes (32
 /// regions, 8 latencies a slot) with a constant-time lowest-set-bit, so choosing among N ready
 /// standbys costs about N/8 storage reads; `setKeepers` is O(keepers), whatever the number of
 /// services.
@@ -113,8 +126,9 @@ interface IRouteRegistry {
     error MalleableSignature(bytes32 s);
     /// @notice The recovered signer is not in the current keeper set.
     error NotKeeper(address signer);
-    /// @notice The keeper already had an attestation with this or a higher nonce accepted (replay).
-    error NonceTooLow(address keeper, uint64 nonce, uint64 lastNonce);
+    /// @notice The keeper's nonce for this service was already used, or lies more than 64 below its
+    /// highest accepted one (replay).
+    error NonceUsed(address keeper, bytes32 serviceId, uint64 nonce);
     /// @notice The same keeper signed twice in one batch.
     error DuplicateKeeper(address keeper);
     /// @notice A batch with no attestations or mismatched lengths.
@@ -128,6 +142,9 @@ interface IRouteRegistry {
 
     /* EVENTS */
 
+    /// @notice A batch member was skipped because its nonce was already used (e.g. it landed on its
+    /// own, or was front-run); the other members were applied.
+    event AttestationSkipped(bytes32 indexed serviceId, address indexed keeper, uint64 nonce);
     /// @notice A service was created.
     event ServiceCreated(bytes32 indexed serviceId, string name, ServiceConfig config);
     /// @notice A service's config was changed by governance.
@@ -233,13 +250,18 @@ interface IRouteRegistry {
     /// @notice Records one keeper's attestation and applies any transition its votes complete.
     /// Anyone may relay it. Checks, in order: service, deadline (not past, not beyond the
     /// service's `attestationTtl`), epoch, signature (65 bytes, non-malleable, non-zero signer),
-    /// keeper membership, config version, nonce. Accepting it refreshes the service's liveness (`lastAttestedAt`).
+    /// keeper membership, config version, nonce (the signer's window for the service). Accepting it
+    /// records the keeper's liveness for the service (`keeperLiveness`) and the service's `lastAttestedAt`.
     /// Emits no event of its own (the calldata is the record); transitions emit theirs.
     function attest(Attestation calldata attestation, bytes calldata signature) external;
 
     /// @notice As `attest` for several keepers' attestations of the same service in one call;
-    /// the set changes at most once (one epoch bump, one event).
-    function attestBatch(Attestation[] calldata attestations, bytes[] calldata signatures) external;
+    /// the set changes at most once (one epoch bump, one event). A member whose nonce was already
+    /// used is skipped (`AttestationSkipped`) instead of reverting the whole batch.
+    /// @return skipped Bit i set: member i was skipped.
+    function attestBatch(Attestation[] calldata attestations, bytes[] calldata signatures)
+        external
+        returns (uint256 skipped);
 
     /* VIEWS */
 
@@ -267,8 +289,21 @@ interface IRouteRegistry {
         view
         returns (uint8 distinctVantages, uint8 minKeepers, uint8 minDistinctVantages);
 
-    /// @notice A keeper's last accepted nonce and whether it is in the current set.
-    function keeperState(address keeper) external view returns (bool active, uint8 index, uint64 lastNonce);
+    /// @notice Whether a keeper is in the current set, and its highest accepted nonce and last
+    /// attestation time for a service under the current keeper-set version (0 if none, also for
+    /// an unknown service: membership alone can be read with any id).
+    function keeperState(address keeper, bytes32 serviceId)
+        external
+        view
+        returns (bool active, uint8 index, uint64 lastNonce, uint64 lastAttestedAt);
+
+    /// @notice Each current keeper's last attestation time for the service under the current
+    /// keeper-set version (0 if none), and how many attested within `attestationTtl` (`live`); the
+    /// service is stale while `live < quorum`.
+    function keeperLiveness(bytes32 serviceId)
+        external
+        view
+        returns (address[] memory signers, uint64[] memory lastAttestedAt, uint256 live);
 
     /// @notice The EIP-712 digest a keeper signs for `attestation` on this registry.
     function attestationDigest(Attestation calldata attestation) external view returns (bytes32);

@@ -24,7 +24,8 @@ struct Attestation {
     uint32 epoch;
     /// @dev The keeper-set version the keeper signed under; rotating the set voids older ones.
     uint32 configVersion;
-    /// @dev Strictly increasing per keeper (replay protection).
+    /// @dev Used once per (keeper, service) and keeper-set version; may land out of order within
+    /// a window of 64 below the highest accepted (replay protection).
     uint64 nonce;
     /// @dev Unix time after which the attestation is void.
     uint64 deadline;

@@ -255,7 +255,9 @@ struct KeeperMember {
     address: Address,
     vantage: B256,
     active: Option<bool>,
-    nonce: Option<u64>,
+    /// Highest attestation nonce accepted per served service (the registry keeps one nonce
+    /// window per (keeper, service)), `None` where the read failed.
+    nonces: Vec<(String, Option<u64>)>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -720,8 +722,20 @@ impl Tracker {
             }
         };
         let (config_version, signers, vantages) = (set._0, set._1, set._2);
+        let services = &self.services;
         let states = join_all(signers.iter().map(|k| async move {
-            contract.keeperState(*k).call().await.ok().map(|s| (s.active, s.lastNonce))
+            // Membership with the first service's read (any id answers it), then one nonce each.
+            let reads = services.iter().map(|s| async move {
+                let state = contract.keeperState(*k, s.id).call().await.ok();
+                (s.name.clone(), state.map(|st| (st.active, st.lastNonce)))
+            });
+            let per_service = join_all(reads).await;
+            let active = match per_service.first() {
+                Some((_, state)) => state.map(|s| s.0),
+                None => contract.keeperState(*k, B256::ZERO).call().await.ok().map(|s| s.active),
+            };
+            let nonces = per_service.into_iter().map(|(name, s)| (name, s.map(|s| s.1))).collect();
+            (active, nonces)
         }))
         .await;
         let members = signers
@@ -731,8 +745,8 @@ impl Tracker {
             .map(|(i, (address, keeper_state))| KeeperMember {
                 address: *address,
                 vantage: vantages.get(i).copied().unwrap_or_default(),
-                active: keeper_state.map(|s| s.0),
-                nonce: keeper_state.map(|s| s.1),
+                active: keeper_state.0,
+                nonces: keeper_state.1,
             })
             .collect();
         let mut state = self.state();
@@ -1219,7 +1233,7 @@ fn keepers_json(state: &Tracked) -> Value {
                         "address": m.address,
                         "vantage": vantage(&m.vantage),
                         "active": m.active,
-                        "nonce": m.nonce,
+                        "nonces": m.nonces.iter().map(|(service, nonce)| json!({ "service": service, "nonce": nonce })).collect::<Vec<_>>(),
                         "last_attestation": state.last_attested.get(&m.address),
                     })
                 })

@@ -167,9 +167,10 @@ impl Engine {
                 }
             }
         }
+        // Membership only: any service id reads it (the nonce fields are per service).
         let keeper = client
             .contract()
-            .keeperState(me)
+            .keeperState(me, B256::ZERO)
             .call()
             .await
             .map_err(|e| StartupError::Registry { address, reason: e.to_string() })?;
@@ -391,7 +392,7 @@ impl Pipeline {
         let at = BlockId::number(block);
         let id = service.id;
         let view_call = contract.service(id).block(at);
-        let keeper_call = contract.keeperState(self.submitter.address()).block(at);
+        let keeper_call = contract.keeperState(self.submitter.address(), id).block(at);
         let (view, keeper) = tokio::try_join!(view_call.call(), keeper_call.call())?;
         let reads = (0..view.endpointCount).map(|i| {
             let call = contract.endpoint(id, i).block(at);
@@ -541,7 +542,8 @@ impl Pipeline {
             }
         }
         let me = self.submitter.address();
-        match self.client.contract().keeperState(me).call().await {
+        // Membership only: any service id reads it.
+        match self.client.contract().keeperState(me, B256::ZERO).call().await {
             Ok(state) if state.active => {
                 // Votes and bits change with the set: read everything again.
                 self.set_in_set(true);

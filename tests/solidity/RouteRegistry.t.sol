@@ -186,7 +186,7 @@ contract RouteRegistryTest is RegistryTest {
         (uint32 version, address[] memory current,) = registry.keepers();
         vm.assertEq(version, 2, "version bumped");
         vm.assertEq(current.length, 2, "replaced");
-        (bool active,,) = registry.keeperState(keeperAddrs[3]);
+        (bool active,,,) = registry.keeperState(keeperAddrs[3], SERVICE);
         vm.assertFalse(active, "rotated out");
     }
 
@@ -456,8 +456,10 @@ contract RouteRegistryTest is RegistryTest {
         vm.warp(vm.getBlockTimestamp() + 400);
         vm.assertTrue(registry.authorisedRoutes(SERVICE).stale, "stale after the TTL");
         _submit(2, SERVICE, _none());
+        vm.assertTrue(registry.authorisedRoutes(SERVICE).stale, "one live keeper is below quorum");
+        _submit(3, SERVICE, _none());
         RouteSet memory set = registry.authorisedRoutes(SERVICE);
-        vm.assertFalse(set.stale, "fresh again");
+        vm.assertFalse(set.stale, "fresh again: a quorum of keepers live");
         vm.assertEq(set.lastAttestedAt, vm.getBlockTimestamp(), "liveness");
         vm.assertEq(set.epoch, 1, "no change");
     }

@@ -43,7 +43,7 @@ contract SecurityTest is RegistryTest {
         Attestation memory a = _attestation(0, SERVICE, _one(0, false));
         bytes memory sig = _sign(keeperKeys[0], a);
         registry.attest(a, sig);
-        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.NonceTooLow.selector, keeperAddrs[0], a.nonce, a.nonce));
+        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.NonceUsed.selector, keeperAddrs[0], SERVICE, a.nonce));
         registry.attest(a, sig);
     }
 

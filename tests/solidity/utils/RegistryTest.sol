@@ -19,7 +19,7 @@ abstract contract RegistryTest {
     bytes32 internal constant SERVICE = keccak256("eth/rpc");
     uint64 internal constant CHAIN_ID = 31337;
 
-    mapping(address keeper => uint64) internal nextNonce;
+    mapping(address keeper => mapping(bytes32 serviceId => uint64)) internal nextNonce;
 
     function setUp() public virtual {
         vm.warp(1_700_000_000);
@@ -92,7 +92,7 @@ abstract contract RegistryTest {
             service: id,
             epoch: registry.service(id).epoch,
             configVersion: version,
-            nonce: ++nextNonce[signer],
+            nonce: ++nextNonce[signer][id],
             deadline: uint64(vm.getBlockTimestamp() + 60),
             verdicts: verdicts
         });

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.28;
+
+import {vm, Vm} from "./utils/Vm.sol";
+import {RegistryTest} from "./utils/RegistryTest.sol";
+import {Attestation, Verdict} from "../../contracts/types/Attestation.sol";
+import {EndpointStatus} from "../../contracts/types/Service.sol";
+
+/// @notice Issue 13 findings F07 (liveness), F08 and F13 (nonces), named `test_audit_FNN_<what>`.
+/// Attestations are built with explicit nonces, and new views and return values are reached by
+/// signature, so that this file also compiles against the registry before the fixes, where each
+/// of these tests fails.
+contract AuditNoncesTest is RegistryTest {
+    bytes32 internal constant OTHER = keccak256("eth/rpc-2");
+    bytes32 internal constant SKIPPED = keccak256("AttestationSkipped(bytes32,address,uint64)");
+
+    function setUp() public override {
+        super.setUp();
+        _createService(OTHER, 4, defaultConfig());
+    }
+
+    /* F08: a nonce window per (keeper, service) */
+
+    /// A keeper attesting two services keeps a nonce sequence for each: neither voids the other.
+    function test_audit_F08_noncesArePerService() public {
+        vm.assertTrue(_try(0, SERVICE, 1), "service A, nonce 1");
+        vm.assertTrue(_try(0, OTHER, 1), "service B, nonce 1: not voided by A's");
+        vm.assertTrue(_try(0, SERVICE, 2), "service A, nonce 2");
+    }
+
+    /// Attestations included out of order all count; each nonce counts once.
+    function test_audit_F08_outOfOrderInclusionAccepted() public {
+        vm.assertTrue(_try(0, SERVICE, 3), "nonce 3 first");
+        vm.assertTrue(_try(0, SERVICE, 1), "then 1");
+        vm.assertTrue(_try(0, SERVICE, 2), "then 2");
+        vm.assertFalse(_try(0, SERVICE, 2), "2 again: replay");
+        vm.assertFalse(_try(0, SERVICE, 3), "3 again: replay");
+        vm.assertTrue(_try(0, SERVICE, 70), "a jump ahead");
+        vm.assertFalse(_try(0, SERVICE, 5), "more than 64 below the highest: used");
+        vm.assertTrue(_try(0, SERVICE, 6), "64 below the highest: still open");
+    }
+
+    /// Against a model: a nonce is accepted iff it is unused and at most 64 below the highest.
+    function testFuzz_audit_F08_eachNonceAcceptedOnce(uint256 seed) public {
+        bool[200] memory used;
+        uint256 highest;
+        for (uint256 step; step < 40; ++step) {
+            uint256 nonce = 1 + uint256(keccak256(abi.encode(seed, step))) % 150;
+            bool expected = !used[nonce] && nonce + 64 >= highest;
+            vm.assertEq(_try(1, SERVICE, uint64(nonce)), expected, "accepted iff unused and within the window");
+            if (expected) {
+                used[nonce] = true;
+                if (nonce > highest) highest = nonce;
+            }
+        }
+    }
+
+    /// A keeper whose nonce reached `type(uint64).max` is not locked out for good: a keeper-set
+    /// rotation starts its window afresh (its old signatures fail on the config version).
+    function test_audit_F08_nonceNearMaxDoesNotBrickKeeper() public {
+        uint64 max = type(uint64).max;
+        vm.assertTrue(_try(0, SERVICE, max), "nonce max");
+        vm.assertTrue(_try(0, SERVICE, max - 1), "below it, within the window");
+        vm.assertFalse(_try(0, SERVICE, max), "max again: replay");
+        vm.prank(admin);
+        registry.setKeepers(keeperAddrs, _vantages());
+        vm.assertTrue(_try(0, SERVICE, 1), "after rotation: nonce 1 again");
+        vm.assertFalse(_try(0, SERVICE, 1), "and once only");
+    }
+
+    /* F13: a batch skips members already used */
+
+    /// Front-running one member of a relayed batch (submitting it alone first) no longer sinks the
+    /// batch: that member is skipped and reported, the others apply (here: a failover).
+    function test_audit_F13_batchSkipsAndReportsUsedMember() public {
+        _bootstrap(SERVICE); // keepers 0 and 1 used nonces 1, 2
+        Attestation[] memory as_ = new Attestation[](3);
+        bytes[] memory sigs = new bytes[](3);
+        for (uint256 i; i < 3; ++i) {
+            as_[i] = _signedAttestation(i, SERVICE, 10, _one(0, false));
+            sigs[i] = _sign(keeperKeys[i], as_[i]);
+        }
+        registry.attest(as_[1], sigs[1]); // the front-runner
+        vm.recordLogs();
+        (bool ok, bytes memory ret) =
+            address(registry).call(abi.encodeWithSelector(registry.attestBatch.selector, as_, sigs));
+        vm.assertTrue(ok, "batch applied");
+        vm.assertEq(abi.decode(ret, (uint256)), 2, "member 1 reported skipped");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        bool reported;
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].topics[0] == SKIPPED) {
+                reported = true;
+                vm.assertEq(logs[i].topics[2], bytes32(uint256(uint160(keeperAddrs[1]))), "names the keeper");
+            }
+        }
+        vm.assertTrue(reported, "AttestationSkipped emitted");
+        vm.assertTrue(_status(0) == EndpointStatus.Demoted, "the other members failed #0 over");
+    }
+
+    /* F07: stale = fewer than quorum keepers live */
+
+    /// One keeper's heartbeat no longer keeps a service whose other keepers went silent fresh.
+    function test_audit_F07_oneLiveKeeperDoesNotKeepServiceFresh() public {
+        _bootstrap(SERVICE);
+        vm.warp(vm.getBlockTimestamp() + 301);
+        for (uint256 beat; beat < 3; ++beat) {
+            vm.assertTrue(_try(2, SERVICE, uint64(1 + beat)), "heartbeat");
+            vm.assertTrue(registry.authorisedRoutes(SERVICE).stale, "one live keeper of quorum 2: stale");
+            vm.warp(vm.getBlockTimestamp() + 100);
+        }
+        vm.assertTrue(_try(3, SERVICE, 1), "a second keeper");
+        vm.assertFalse(registry.authorisedRoutes(SERVICE).stale, "two live keepers: fresh");
+    }
+
+    /// `keeperLiveness` reports each current keeper's last attestation time for the service.
+    function test_audit_F07_keeperLivenessView() public {
+        _bootstrap(SERVICE);
+        uint256 t0 = vm.getBlockTimestamp();
+        vm.warp(t0 + 200);
+        vm.assertTrue(_try(2, SERVICE, 1), "keeper 2");
+        (bool ok, bytes memory ret) =
+            address(registry).staticcall(abi.encodeWithSignature("keeperLiveness(bytes32)", SERVICE));
+        vm.assertTrue(ok, "view exists");
+        (address[] memory signers, uint64[] memory last, uint256 live) = abi.decode(ret, (address[], uint64[], uint256));
+        vm.assertEq(signers.length, 4, "every current keeper");
+        vm.assertEq(signers[3], keeperAddrs[3], "in set order");
+        vm.assertEq(last[0], t0, "keeper 0");
+        vm.assertEq(last[1], t0, "keeper 1");
+        vm.assertEq(last[2], t0 + 200, "keeper 2");
+        vm.assertEq(last[3], 0, "keeper 3 never attested");
+        vm.assertEq(live, 3, "three within the TTL");
+        vm.warp(t0 + 301);
+        (,, live) = abi.decode(_liveness(), (address[], uint64[], uint256));
+        vm.assertEq(live, 1, "keepers 0 and 1 past the TTL");
+    }
+
+    /* HELPERS */
+
+    function _liveness() internal view returns (bytes memory ret) {
+        bool ok;
+        (ok, ret) = address(registry).staticcall(abi.encodeWithSignature("keeperLiveness(bytes32)", SERVICE));
+        vm.assertTrue(ok, "view exists");
+    }
+
+    function _signedAttestation(uint256, bytes32 id, uint64 nonce, Verdict[] memory verdicts)
+        internal
+        view
+        returns (Attestation memory a)
+    {
+        (uint32 version,,) = registry.keepers();
+        a = Attestation({
+            service: id,
+            epoch: registry.service(id).epoch,
+            configVersion: version,
+            nonce: nonce,
+            deadline: uint64(vm.getBlockTimestamp() + 60),
+            verdicts: verdicts
+        });
+    }
+
+    /// @dev Submits a heartbeat with an explicit nonce; true if accepted.
+    function _try(uint256 keeper, bytes32 id, uint64 nonce) internal returns (bool ok) {
+        Attestation memory a = _signedAttestation(keeper, id, nonce, _none());
+        (ok,) = address(registry).call(abi.encodeCall(registry.attest, (a, _sign(keeperKeys[keeper], a))));
+    }
+
+    function _vantages() internal pure returns (bytes32[] memory v) {
+        v = new bytes32[](4);
+        (v[0], v[1], v[2], v[3]) = (bytes32("eu"), bytes32("eu"), bytes32("us"), bytes32("us"));
+    }
+}
