@@ -67,6 +67,9 @@ abstract contract RegistryStorage is AccessControl {
         bool regionsChecked;
         // A region swap is owed but a rail defers it; its alarm fired (once per episode).
         bool swapDeferred;
+        // Low 24 bits of the keeper-set version `ready` was earned under: the first attestation
+        // under a newer set clears it (a collision needs 2^24 rotations between two attestations).
+        uint24 readyVersion;
     }
 
     /// @dev One slot, read only when the active set may change (a transition or a rebalance).

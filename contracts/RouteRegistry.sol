@@ -43,6 +43,8 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         bool routesLoaded;
         // The keeper-set version, taken from the (already loaded) keeper slot.
         uint32 version;
+        // Keepers (vote bits) whose attestation this call accepted: live without a read.
+        uint32 liveKnown;
         bool setChanged;
     }
 
@@ -346,7 +348,19 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
 
         ctx.version = keeper.version;
         ctx.state.lastAttestedAt = uint40(block.timestamp);
-        return 1 << (keeper.index - 1);
+        if (ctx.state.readyVersion != uint24(keeper.version)) _voidReadiness(ctx);
+        keeperBit = 1 << (keeper.index - 1);
+        ctx.liveKnown |= uint32(keeperBit);
+    }
+
+    /// @dev Readiness earned under an older keeper set is not backed by the current one: cleared
+    /// on the first attestation under the new set, before its verdicts apply.
+    function _voidReadiness(Context memory ctx) internal {
+        for (uint256 ready = ctx.state.ready; ready != 0; ready &= ready - 1) {
+            emit EndpointReadinessChanged(ctx.serviceId, uint16(ready.lowest()), false);
+        }
+        ctx.state.ready = 0;
+        ctx.state.readyVersion = uint24(ctx.version);
     }
 
     /// @dev Recovers a 65-byte (r, s, v) signature read straight from calldata. OpenZeppelin's
@@ -400,7 +414,7 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
     function _evaluate(Context memory ctx, Service storage s, uint16 index, EndpointSlot memory e) internal {
         uint64 bit = uint64(1) << index;
         if (e.status == EndpointStatus.Active) {
-            if (_isQuorum(ctx, e.downVotes)) {
+            if (_isQuorum(ctx, s, e.downVotes)) {
                 _demote(ctx, s, index, e);
             } else if (ctx.state.degraded & bit != 0) {
                 ctx.state.degraded &= ~bit;
@@ -408,16 +422,16 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
             }
         } else if (e.status == EndpointStatus.Standby) {
             bool ready = ctx.state.ready & bit != 0;
-            if (!ready && _isQuorum(ctx, e.upVotes)) {
+            if (!ready && _isQuorum(ctx, s, e.upVotes)) {
                 ctx.state.ready |= bit;
                 ctx.state.regionsChecked = false;
                 emit EndpointReadinessChanged(ctx.serviceId, index, true);
-            } else if (ready && _isQuorum(ctx, e.downVotes)) {
+            } else if (ready && _isQuorum(ctx, s, e.downVotes)) {
                 ctx.state.ready &= ~bit;
                 emit EndpointReadinessChanged(ctx.serviceId, index, false);
             }
         } else if (e.status == EndpointStatus.Demoted) {
-            if (block.timestamp >= e.cooldownUntil && _isQuorum(ctx, e.upVotes)) {
+            if (block.timestamp >= e.cooldownUntil && _isQuorum(ctx, s, e.upVotes)) {
                 e.status = EndpointStatus.Standby;
                 ctx.state.ready |= bit;
                 ctx.state.regionsChecked = false;
@@ -511,7 +525,7 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
                 degraded &= degraded - 1;
                 EndpointSlot memory e = s.endpoints[index];
                 // A keeper-set rotation voids the votes that made it degraded.
-                if (e.voteVersion != ctx.version || !_isQuorum(ctx, e.downVotes)) {
+                if (e.voteVersion != ctx.version || !_isQuorum(ctx, s, e.downVotes)) {
                     ctx.state.degraded &= ~(uint64(1) << index);
                     emit DegradedCleared(ctx.serviceId, index);
                     continue;
@@ -650,12 +664,27 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
     }
 
     /// @dev Enough distinct keepers, spanning enough distinct vantages.
-    function _isQuorum(Context memory ctx, uint32 votes) internal view returns (bool) {
-        if (uint256(votes).count() < ctx.config.quorum) return false;
+    /// Votes expire with their keeper's liveness: only keepers that attested the service within
+    /// `attestationTtl` (under the current keeper set) count. Keepers accepted in this call are
+    /// live; the others cost a read of their (keeper, service) slot, only once the raw count
+    /// reaches the quorum.
+    function _isQuorum(Context memory ctx, Service storage s, uint32 votes) internal view returns (bool) {
+        uint256 quorum = ctx.config.quorum;
+        if (uint256(votes).count() < quorum) return false;
+        uint256 live = votes & ctx.liveKnown;
+        uint256 ttl = ctx.config.attestationTtl;
+        for (uint256 unknown = votes & ~ctx.liveKnown; unknown != 0; unknown &= unknown - 1) {
+            uint256 i = unknown.lowest();
+            KeeperService memory ks = s.keepers[_keeperSigners[i]];
+            if (ks.version == ctx.version && block.timestamp <= uint256(ks.lastAttestedAt) + ttl) {
+                live |= uint256(1) << i;
+            }
+        }
+        if (live.count() < quorum) return false;
         if (ctx.config.minVantages <= 1) return true;
         uint256 vantageIds = _keeperSet.vantageIds;
         uint256 vantages;
-        uint256 remaining = votes;
+        uint256 remaining = live;
         while (remaining != 0) {
             uint256 keeper = remaining.lowest();
             remaining &= remaining - 1;

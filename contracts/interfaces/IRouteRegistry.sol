@@ -25,6 +25,12 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 ///
 /// Votes are bitmaps of keeper indices stored per endpoint; a keeper's vote stands until it
 /// changes it, the endpoint changes state, or the keeper set is rotated (config version bump).
+/// A vote counts only while its keeper is live for the service (it attested the service within
+/// `attestationTtl`, see Liveness): a keeper that went silent no longer helps complete a quorum,
+/// and its vote counts again once it attests. Readiness earned under an older keeper set is not
+/// backed by the current one: the first attestation under a new set clears every ready flag
+/// (`EndpointReadinessChanged(..., false)`) before its verdicts apply, and standbys become ready
+/// again only by a quorum of the new set.
 /// A transaction that changes the active set (or, by governance, the URL of an active route)
 /// bumps the service's epoch once and emits one `RouteSetChanged` carrying the new set.
 ///

@@ -6,7 +6,8 @@ import {RegistryTest} from "./utils/RegistryTest.sol";
 import {Attestation, Verdict} from "../../contracts/types/Attestation.sol";
 import {EndpointStatus} from "../../contracts/types/Service.sol";
 
-/// @notice Issue 13 findings F07 (liveness), F08 and F13 (nonces), named `test_audit_FNN_<what>`.
+/// @notice Issue 13 findings F06 (vote expiry), F07 (liveness), F08 and F13 (nonces), named
+/// `test_audit_FNN_<what>`.
 /// Attestations are built with explicit nonces, and new views and return values are reached by
 /// signature, so that this file also compiles against the registry before the fixes, where each
 /// of these tests fails.
@@ -135,7 +136,49 @@ contract AuditNoncesTest is RegistryTest {
         vm.assertEq(live, 1, "keepers 0 and 1 past the TTL");
     }
 
+    /* F06: votes and readiness expire */
+
+    /// A vote whose keeper went silent for longer than the TTL no longer completes a quorum; it
+    /// counts again once its keeper attests.
+    function test_audit_F06_voteOfSilentKeeperDoesNotCompleteQuorum() public {
+        _bootstrap(SERVICE); // keepers 0 and 1 used nonces 1, 2
+        vm.assertTrue(_tryVerdicts(0, SERVICE, 3, _one(0, false)), "keeper 0 flags #0");
+        vm.warp(vm.getBlockTimestamp() + 301);
+        vm.assertTrue(_tryVerdicts(1, SERVICE, 3, _one(0, false)), "keeper 1 flags #0 a TTL later");
+        vm.assertTrue(_status(0) == EndpointStatus.Active, "keeper 0's vote expired with its liveness");
+        vm.assertTrue(_tryVerdicts(0, SERVICE, 4, _none()), "keeper 0 is back (heartbeat)");
+        vm.assertTrue(_tryVerdicts(1, SERVICE, 4, _one(0, false)), "keeper 1 again");
+        vm.assertTrue(_status(0) == EndpointStatus.Demoted, "both live: quorum, failover");
+    }
+
+    /// Readiness earned under a replaced keeper set no longer gets a standby promoted.
+    function test_audit_F06_readinessFromReplacedKeeperSetCleared() public {
+        _bootstrap(SERVICE); // active {0, 1}, ready {2, 3} by keepers 0 and 1 under version 1
+        vm.prank(admin);
+        registry.setKeepers(keeperAddrs, _vantages());
+        vm.recordLogs();
+        vm.assertTrue(_tryVerdicts(2, SERVICE, 1, _one(0, false)), "keeper 2 flags #0 under version 2");
+        vm.assertEq(registry.service(SERVICE).readyMask, 0, "readiness of version 1 cleared");
+        Vm.Log[] memory logs = vm.getRecordedLogs();
+        uint256 cleared;
+        for (uint256 i; i < logs.length; ++i) {
+            if (logs[i].topics[0] == keccak256("EndpointReadinessChanged(bytes32,uint16,bool)")) ++cleared;
+        }
+        vm.assertEq(cleared, 2, "one readiness event per cleared standby");
+        vm.assertTrue(_tryVerdicts(3, SERVICE, 1, _one(0, false)), "keeper 3 flags #0");
+        vm.assertTrue(_status(2) == EndpointStatus.Standby, "#2 not promoted on old readiness");
+        vm.assertTrue(_status(3) == EndpointStatus.Standby, "#3 not promoted on old readiness");
+    }
+
     /* HELPERS */
+
+    function _tryVerdicts(uint256 keeper, bytes32 id, uint64 nonce, Verdict[] memory verdicts)
+        internal
+        returns (bool ok)
+    {
+        Attestation memory a = _signedAttestation(keeper, id, nonce, verdicts);
+        (ok,) = address(registry).call(abi.encodeCall(registry.attest, (a, _sign(keeperKeys[keeper], a))));
+    }
 
     function _liveness() internal view returns (bytes memory ret) {
         bool ok;

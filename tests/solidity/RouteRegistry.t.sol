@@ -352,8 +352,15 @@ contract RouteRegistryTest is RegistryTest {
         _vote(1, 1, false);
         vm.assertTrue(_isActive(1), "second demotion deferred");
 
-        // After the window, the next attestation (even a heartbeat) completes it.
-        vm.warp(vm.getBlockTimestamp() + 601);
+        // After the window, the next attestation (even a heartbeat) completes it. Keepers 0 and 1
+        // stay live meanwhile (heartbeats): a vote counts only while its keeper is live.
+        for (uint256 beat; beat < 3; ++beat) {
+            vm.warp(vm.getBlockTimestamp() + 195);
+            _submit(0, SERVICE, _none());
+            _submit(1, SERVICE, _none());
+        }
+        vm.assertTrue(_isActive(1), "still within the window (585 s)");
+        vm.warp(vm.getBlockTimestamp() + 16);
         _submit(2, SERVICE, _none());
         vm.assertTrue(_status(1) == EndpointStatus.Demoted, "completed after the window");
     }
