@@ -95,6 +95,8 @@ contract RegistryGovernance is RegistryStorage {
             // The set clients read changed: a new epoch tells every follower to re-read it.
             uint32 epoch = s.state.epoch + 1;
             s.state.epoch = epoch;
+            // Verdicts of the previous epoch judged the old URL.
+            s.routes.touched = uint64(1) << index;
             emit IRouteRegistry.RouteSetChanged(serviceId, epoch, uint256(s.routes.active).indices());
         }
     }

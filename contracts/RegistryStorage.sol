@@ -78,6 +78,9 @@ abstract contract RegistryStorage is AccessControl {
         uint40 frozenUntil;
         uint40 windowStart;
         uint8 windowDemotions;
+        // Endpoints whose status the last route-set change (epoch bump) touched: verdicts signed at
+        // the previous epoch are ignored for these, and only these.
+        uint64 touched;
     }
 
     struct Service {

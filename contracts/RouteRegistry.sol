@@ -45,6 +45,10 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         uint32 version;
         // Keepers (vote bits) whose attestation this call accepted: live without a read.
         uint32 liveKnown;
+        // The attestation being applied was signed at the previous epoch (see `_applyVerdicts`).
+        bool previousEpoch;
+        // Endpoints whose status this call changed (becomes `routes.touched` with the new epoch).
+        uint64 touched;
         bool setChanged;
     }
 
@@ -319,7 +323,9 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         }
         uint256 maxDeadline = block.timestamp + ctx.config.attestationTtl;
         if (a.deadline > maxDeadline) revert DeadlineTooFar(a.deadline, maxDeadline);
-        if (a.epoch != ctx.state.epoch) revert WrongEpoch(a.epoch, ctx.state.epoch);
+        uint32 epoch = ctx.state.epoch;
+        ctx.previousEpoch = a.epoch != epoch;
+        if (ctx.previousEpoch && (epoch == 0 || a.epoch != epoch - 1)) revert WrongEpoch(a.epoch, epoch);
 
         address signer = _recover(_hashTypedDataV4(a.hash()), signature);
         KeeperSlot memory keeper = _keepers[signer];
@@ -381,10 +387,18 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         uint32 version = ctx.version;
         uint32 bit = uint32(keeperBit);
         uint256 n = a.verdicts.length;
+        // Signed at the previous epoch: verdicts on endpoints the last change (or this call) touched
+        // judged a state that is gone, and are ignored; the others still hold.
+        uint256 superseded;
+        if (ctx.previousEpoch) {
+            _loadRoutes(ctx, s);
+            superseded = ctx.routes.touched | ctx.touched;
+        }
         for (uint256 i; i < n; ++i) {
             Verdict calldata v = a.verdicts[i];
             uint16 index = v.endpoint;
             if (index >= ctx.state.endpointCount) revert UnknownEndpoint(ctx.serviceId, index);
+            if ((superseded >> index) & 1 != 0) continue;
             EndpointSlot memory e = s.endpoints[index];
             // A keeper's report may lag behind governance: verdicts on retired endpoints are ignored.
             if (e.status == EndpointStatus.Retired) continue;
@@ -472,6 +486,7 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
     /// the change against the blast radius.
     function _leave(Context memory ctx, uint64 bit) internal pure {
         ctx.routes.active &= ~bit;
+        ctx.touched |= bit;
         ctx.state.degraded &= ~bit;
         // Cannot underflow: the endpoint was active. Cannot overflow: bounded by maxDemotions.
         unchecked {
@@ -490,6 +505,7 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         e.upVotes = 0;
         ctx.state.ready &= ~bit;
         ctx.routes.active |= bit;
+        ctx.touched |= bit;
         // Cannot overflow: at most MAX_ENDPOINTS are active.
         unchecked {
             ++ctx.state.activeCount;
@@ -653,6 +669,7 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
             unchecked {
                 ++ctx.state.epoch;
             }
+            ctx.routes.touched = ctx.touched;
             emit RouteSetChanged(ctx.serviceId, ctx.state.epoch, uint256(ctx.routes.active).indices());
         }
         s.state = ctx.state;

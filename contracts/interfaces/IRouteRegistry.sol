@@ -33,6 +33,11 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// again only by a quorum of the new set.
 /// A transaction that changes the active set (or, by governance, the URL of an active route)
 /// bumps the service's epoch once and emits one `RouteSetChanged` carrying the new set.
+/// Epoch binding: an attestation signed at the current epoch applies whole; one signed at the
+/// previous epoch is accepted too, but its verdicts on endpoints the last change touched (those
+/// that left or joined the set, or whose URL changed) are ignored, so a change voids no in-flight
+/// vote about an unrelated endpoint and a burst of failures converges; older epochs are refused
+/// (`WrongEpoch`).
 ///
 /// PROMOTION: a ready standby is promoted to fill the set up to `targetActive` and to replace a
 /// demoted route. The pick: a standby whose region no remaining active route covers first, then
@@ -124,7 +129,7 @@ interface IRouteRegistry {
     error DeadlineTooFar(uint64 deadline, uint256 maxDeadline);
     /// @notice Signed under another keeper-set version (e.g. the signer was rotated out).
     error WrongConfigVersion(uint32 signed, uint32 current);
-    /// @notice Signed against another topology epoch than the service's current one.
+    /// @notice Signed against a topology epoch other than the service's current or previous one.
     error WrongEpoch(uint32 signed, uint32 current);
     /// @notice The signature is malformed or recovers to no address.
     error InvalidSignature();

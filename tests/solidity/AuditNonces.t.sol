@@ -6,8 +6,8 @@ import {RegistryTest} from "./utils/RegistryTest.sol";
 import {Attestation, Verdict} from "../../contracts/types/Attestation.sol";
 import {EndpointStatus} from "../../contracts/types/Service.sol";
 
-/// @notice Issue 13 findings F06 (vote expiry), F07 (liveness), F08 and F13 (nonces), named
-/// `test_audit_FNN_<what>`.
+/// @notice Issue 13 findings F06 (vote expiry), F07 (liveness), F08 and F13 (nonces), F15 (epoch
+/// binding), named `test_audit_FNN_<what>`.
 /// Attestations are built with explicit nonces, and new views and return values are reached by
 /// signature, so that this file also compiles against the registry before the fixes, where each
 /// of these tests fails.
@@ -168,6 +168,74 @@ contract AuditNoncesTest is RegistryTest {
         vm.assertTrue(_tryVerdicts(3, SERVICE, 1, _one(0, false)), "keeper 3 flags #0");
         vm.assertTrue(_status(2) == EndpointStatus.Standby, "#2 not promoted on old readiness");
         vm.assertTrue(_status(3) == EndpointStatus.Standby, "#3 not promoted on old readiness");
+    }
+
+    /* F15: verdicts of the previous epoch on endpoints the change did not touch */
+
+    /// A vote signed before an unrelated failover still counts.
+    function test_audit_F15_previousEpochVerdictOnUntouchedEndpointCounts() public {
+        _bootstrap(SERVICE); // epoch 1: active {0, 1}, ready {2, 3}; keepers 0 and 1 used nonces 1, 2
+        Attestation memory late = _signedAttestation(2, SERVICE, 1, _one(1, false));
+        bytes memory sig = _sign(keeperKeys[2], late);
+        _tryVerdicts(0, SERVICE, 3, _one(0, false));
+        _tryVerdicts(1, SERVICE, 3, _one(0, false)); // #0 fails over to #2: epoch 2
+        vm.assertEq(registry.service(SERVICE).epoch, 2, "epoch moved");
+        (bool ok,) = address(registry).call(abi.encodeCall(registry.attest, (late, sig)));
+        vm.assertTrue(ok, "epoch-1 attestation accepted");
+        vm.assertEq(registry.endpoint(SERVICE, 1).downVotes, 1 << 2, "its vote on untouched #1 counts");
+    }
+
+    /// Verdicts of the previous epoch on an endpoint the change touched are ignored (the rest of
+    /// the attestation applies); two epochs back is refused.
+    function test_audit_F15_touchedEndpointsAndOlderEpochsStillBound() public {
+        _bootstrap(SERVICE);
+        Verdict[] memory both = new Verdict[](2);
+        both[0] = Verdict({endpoint: 2, healthy: false, latencyMs: 25, headLag: 40});
+        both[1] = Verdict({endpoint: 1, healthy: false, latencyMs: 25, headLag: 40});
+        Attestation memory late = _signedAttestation(2, SERVICE, 1, both);
+        bytes memory lateSig = _sign(keeperKeys[2], late);
+        Attestation memory older = _signedAttestation(3, SERVICE, 1, _one(1, false));
+        bytes memory olderSig = _sign(keeperKeys[3], older);
+        _tryVerdicts(0, SERVICE, 3, _one(0, false));
+        _tryVerdicts(1, SERVICE, 3, _one(0, false)); // epoch 2: #0 out, #2 in
+        (bool ok,) = address(registry).call(abi.encodeCall(registry.attest, (late, lateSig)));
+        vm.assertTrue(ok, "accepted");
+        vm.assertEq(registry.endpoint(SERVICE, 2).downVotes, 0, "verdict on promoted #2 ignored");
+        vm.assertEq(registry.endpoint(SERVICE, 1).downVotes, 1 << 2, "verdict on untouched #1 applied");
+        _tryVerdicts(0, SERVICE, 4, _one(1, false)); // #1 fails over to #3: epoch 3
+        vm.assertEq(registry.service(SERVICE).epoch, 3, "epoch 3");
+        (ok,) = address(registry).call(abi.encodeCall(registry.attest, (older, olderSig)));
+        vm.assertFalse(ok, "two epochs back: refused");
+    }
+
+    /// A burst: two active routes fail at once and every keeper signs one attestation per route
+    /// at the same epoch; included in any order, both fail over (the first failover no longer
+    /// voids the in-flight votes about the second).
+    function testFuzz_audit_F15_burstOfFailuresConverges(uint256 seed) public {
+        _bootstrap(SERVICE); // active {0, 1}, ready {2, 3}
+        Attestation[] memory burst = new Attestation[](8);
+        bytes[] memory sigs = new bytes[](8);
+        for (uint256 i; i < 8; ++i) {
+            uint256 keeper = i / 2;
+            // Keepers 0 and 1 used nonces 1, 2 in the bootstrap.
+            uint64 nonce = uint64(keeper < 2 ? 3 + i % 2 : 1 + i % 2);
+            burst[i] = _signedAttestation(keeper, SERVICE, nonce, _one(uint16(i % 2), false));
+            sigs[i] = _sign(keeperKeys[keeper], burst[i]);
+        }
+        for (uint256 i = 8; i > 1; --i) {
+            uint256 j = uint256(keccak256(abi.encode(seed, i))) % i;
+            (burst[i - 1], burst[j]) = (burst[j], burst[i - 1]);
+            (sigs[i - 1], sigs[j]) = (sigs[j], sigs[i - 1]);
+        }
+        uint256 landed;
+        for (uint256 i; i < 8; ++i) {
+            (bool ok,) = address(registry).call(abi.encodeCall(registry.attest, (burst[i], sigs[i])));
+            if (ok) ++landed;
+        }
+        vm.assertGe(landed, 4, "two votes per route landed");
+        vm.assertFalse(_isActive(0), "#0 failed over");
+        vm.assertFalse(_isActive(1), "#1 failed over");
+        vm.assertEq(registry.service(SERVICE).activeCount, 2, "replaced by the two standbys");
     }
 
     /* HELPERS */

@@ -52,7 +52,9 @@ contract SecurityTest is RegistryTest {
         bytes memory sig = _sign(keeperKeys[2], stale);
         _vote(0, 0, false);
         _vote(1, 0, false); // failover: epoch 1 -> 2
-        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.WrongEpoch.selector, 1, 2));
+        _vote(0, 1, false);
+        _vote(1, 1, false); // failover: epoch 2 -> 3 (the previous epoch is accepted, F15)
+        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.WrongEpoch.selector, 1, 3));
         registry.attest(stale, sig);
     }
 
