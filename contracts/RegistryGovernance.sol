@@ -19,6 +19,17 @@ import {RegistryStorage} from "./RegistryStorage.sol";
 contract RegistryGovernance is RegistryStorage {
     using Bitmap for uint256;
 
+    /// @dev Seconds between a keeper-set proposal and its activation (see the registry's).
+    uint32 internal immutable _keeperSetDelay;
+
+    /// @param keeperSetDelay 0 only on `DEV_CHAIN_ID`; at most `MAX_KEEPER_SET_DELAY`.
+    constructor(uint32 keeperSetDelay) {
+        if (keeperSetDelay > MAX_KEEPER_SET_DELAY || (keeperSetDelay == 0 && block.chainid != DEV_CHAIN_ID)) {
+            revert IRouteRegistry.InvalidConfig("keeperSetDelay", keeperSetDelay);
+        }
+        _keeperSetDelay = keeperSetDelay;
+    }
+
     /// @dev See `IRouteRegistry`.
     function createService(bytes32 serviceId, string calldata name, ServiceConfig calldata config) external {
         Service storage s = _services[serviceId];
@@ -119,6 +130,65 @@ contract RegistryGovernance is RegistryStorage {
 
     /// @dev See `IRouteRegistry`.
     function setKeepers(address[] calldata signers, bytes32[] calldata vantages) external {
+        // Installing validates as it goes.
+        if (_keeperSetDelay == 0) return _applyKeepers(signers, vantages);
+        // Refuse now what activation would refuse now (activation checks again: services may change).
+        _checkKeepers(signers, vantages);
+        uint64 activatesAt = uint64(block.timestamp) + _keeperSetDelay;
+        PendingKeepers storage p = _pendingKeepers;
+        p.signers = signers;
+        p.vantages = vantages;
+        p.activatesAt = uint40(activatesAt);
+        emit IRouteRegistry.KeeperSetProposed(_keeperSet.version + 1, signers, vantages, activatesAt);
+    }
+
+    /// @dev See `IRouteRegistry`.
+    function activateKeepers() external {
+        PendingKeepers storage p = _pendingKeepers;
+        uint256 activatesAt = p.activatesAt;
+        if (activatesAt == 0) revert IRouteRegistry.NoPendingKeeperSet();
+        if (block.timestamp < activatesAt) revert IRouteRegistry.KeeperSetNotDue(uint64(activatesAt), block.timestamp);
+        address[] memory signers = p.signers;
+        bytes32[] memory vantages = p.vantages;
+        delete _pendingKeepers;
+        _applyKeepers(signers, vantages);
+    }
+
+    /// @dev See `IRouteRegistry`.
+    function cancelKeepers() external {
+        if (_pendingKeepers.activatesAt == 0) revert IRouteRegistry.NoPendingKeeperSet();
+        delete _pendingKeepers;
+        emit IRouteRegistry.KeeperSetCancelled(_keeperSet.version + 1);
+    }
+
+    /// @dev The checks `_applyKeepers` makes, without writing anything.
+    function _checkKeepers(address[] calldata signers, bytes32[] calldata vantages) internal view {
+        uint256 n = signers.length;
+        if (n == 0 || n > MAX_KEEPERS) revert IRouteRegistry.InvalidKeeperSet("signers.length", n);
+        if (vantages.length != n) revert IRouteRegistry.InvalidKeeperSet("vantages.length", vantages.length);
+        InUse memory inUse = _inUse;
+        if (n < uint256(inUse.quorums).highest()) {
+            revert IRouteRegistry.InvalidKeeperSet("signers.length (below a service quorum)", n);
+        }
+        uint256 distinct;
+        for (uint256 i; i < n; ++i) {
+            if (signers[i] == address(0)) revert IRouteRegistry.InvalidKeeperSet("signers[i] (zero address)", i);
+            bool seen;
+            for (uint256 j; j < i; ++j) {
+                if (signers[j] == signers[i]) revert IRouteRegistry.InvalidKeeperSet("signers[i] (duplicate)", i);
+                if (vantages[j] == vantages[i]) seen = true;
+            }
+            if (!seen && ++distinct > MAX_VANTAGES) {
+                revert IRouteRegistry.InvalidKeeperSet("vantages (distinct)", distinct);
+            }
+        }
+        if (distinct < uint256(inUse.minVantages).highest()) {
+            revert IRouteRegistry.InvalidKeeperSet("vantages (below a service minVantages)", distinct);
+        }
+    }
+
+    /// @dev Installs a keeper set (validating it against the services as they are now).
+    function _applyKeepers(address[] memory signers, bytes32[] memory vantages) internal {
         uint256 n = signers.length;
         if (n == 0 || n > MAX_KEEPERS) revert IRouteRegistry.InvalidKeeperSet("signers.length", n);
         if (vantages.length != n) revert IRouteRegistry.InvalidKeeperSet("vantages.length", vantages.length);

@@ -25,6 +25,10 @@ abstract contract RegistryStorage is AccessControl {
     uint256 public constant MAX_VANTAGES = 16;
     /// @notice Smallest quorum: no single key can flip the route set.
     uint256 public constant MIN_QUORUM = 2;
+    /// @notice Longest keeper-set delay a registry can be deployed with.
+    uint32 public constant MAX_KEEPER_SET_DELAY = 30 days;
+    /// @notice The only chain on which the keeper-set delay may be 0 (anvil / local devnets).
+    uint256 public constant DEV_CHAIN_ID = 31337;
     /// @notice Longest guardian freeze.
     uint64 public constant MAX_FREEZE = 7 days;
     /// @notice Shortest gap between the end of a freeze and the next one (the gap is otherwise as
@@ -137,6 +141,13 @@ abstract contract RegistryStorage is AccessControl {
         uint64 minVantages;
     }
 
+    /// @dev A proposed keeper set, waiting for its delay (`activatesAt` 0: none).
+    struct PendingKeepers {
+        address[] signers;
+        bytes32[] vantages;
+        uint40 activatesAt;
+    }
+
     /* STORAGE */
 
     mapping(bytes32 serviceId => Service) internal _services;
@@ -148,6 +159,7 @@ abstract contract RegistryStorage is AccessControl {
     InUse internal _inUse;
     // (kind << 8 | value) => number of services using it; kind 0: quorum, 1: minVantages.
     mapping(uint256 key => uint256 services) internal _servicesUsing;
+    PendingKeepers internal _pendingKeepers;
 
     /* INTERNAL: helpers */
 

@@ -57,12 +57,18 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
     /// @dev The governance module this registry deployed (see `RegistryGovernance`).
     address internal immutable _governanceModule;
 
+    /// @inheritdoc IRouteRegistry
+    uint32 public immutable keeperSetDelay;
+
     /* CONSTRUCTOR */
 
     /// @param admin Holds the admin and governor roles (a multisig or timelock in production).
-    /// @param guardian Holds the guardian role (may freeze, nothing else).
-    constructor(address admin, address guardian) EIP712("Lifeline RouteRegistry", "1") {
-        _governanceModule = address(new RegistryGovernance());
+    /// @param guardian Holds the guardian role (may freeze and cancel a keeper-set proposal).
+    /// @param keeperSetDelay_ Seconds between a keeper-set proposal and its activation: 0 only when
+    /// `block.chainid == DEV_CHAIN_ID` (31337), at most `MAX_KEEPER_SET_DELAY`.
+    constructor(address admin, address guardian, uint32 keeperSetDelay_) EIP712("Lifeline RouteRegistry", "1") {
+        _governanceModule = address(new RegistryGovernance(keeperSetDelay_));
+        keeperSetDelay = keeperSetDelay_;
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(GOVERNOR_ROLE, admin);
         _grantRole(GUARDIAN_ROLE, guardian);
@@ -104,6 +110,19 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
 
     /// @inheritdoc IRouteRegistry
     function setKeepers(address[] calldata, bytes32[] calldata) external onlyRole(GOVERNOR_ROLE) {
+        _delegate();
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function activateKeepers() external onlyRole(GOVERNOR_ROLE) {
+        _delegate();
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function cancelKeepers() external {
+        if (!hasRole(GUARDIAN_ROLE, msg.sender) && !hasRole(DEFAULT_ADMIN_ROLE, msg.sender)) {
+            revert AccessControlUnauthorizedAccount(msg.sender, GUARDIAN_ROLE);
+        }
         _delegate();
     }
 
@@ -243,6 +262,15 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
     /// @inheritdoc IRouteRegistry
     function keepers() external view returns (uint32, address[] memory, bytes32[] memory) {
         return (_keeperSet.version, _keeperSigners, _keeperVantages);
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function pendingKeepers()
+        external
+        view
+        returns (address[] memory signers, bytes32[] memory vantages, uint64 activatesAt)
+    {
+        return (_pendingKeepers.signers, _pendingKeepers.vantages, _pendingKeepers.activatesAt);
     }
 
     /// @inheritdoc IRouteRegistry

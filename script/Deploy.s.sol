@@ -99,6 +99,8 @@ library Deployments {
 /// - `LIFELINE_ADMIN` (default: the deployer): the admin, which is also the governor.
 /// - `LIFELINE_GUARDIAN` (default: `LIFELINE_ADMIN`, so the deployer when neither is set): may
 ///   freeze keeper-driven changes.
+/// - `LIFELINE_KEEPER_SET_DELAY` (seconds; default 0 on chain 31337, 2 days elsewhere): how long
+///   a proposed keeper set waits before it can be activated (0 is refused outside chain 31337).
 /// - `LIFELINE_DEPLOYMENTS` (default `deployments`): where the records are written.
 ///
 /// `block` in the record is the chain head when the deployment was sent: the registry's first
@@ -115,14 +117,19 @@ contract Deploy {
         address deployer = vm.addr(deployerKey);
         address admin = vm.envOr("LIFELINE_ADMIN", deployer);
         address guardian = vm.envOr("LIFELINE_GUARDIAN", admin);
+        uint256 delay = vm.envOr("LIFELINE_KEEPER_SET_DELAY", block.chainid == 31337 ? uint256(0) : 2 days);
+        if (delay > type(uint32).max) {
+            revert(string.concat("LIFELINE_KEEPER_SET_DELAY too large: ", vm.toString(delay)));
+        }
 
         vm.startBroadcast(deployerKey);
-        registry = new RouteRegistry(admin, guardian);
+        registry = new RouteRegistry(admin, guardian, uint32(delay));
         vm.stopBroadcast();
 
         string memory obj = "deployment";
         vm.serializeAddress(obj, "admin", admin);
         vm.serializeAddress(obj, "guardian", guardian);
+        vm.serializeUint(obj, "keeperSetDelay", delay);
         vm.serializeUint(obj, "chainId", block.chainid);
         vm.serializeUint(obj, "block", vm.getBlockNumber());
         string memory json = vm.serializeAddress(obj, "registry", address(registry));

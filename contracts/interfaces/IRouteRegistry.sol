@@ -146,6 +146,10 @@ interface IRouteRegistry {
     error InvalidBatch(uint256 attestations, uint256 signatures);
     /// @notice A batch mixing services.
     error MixedServices(bytes32 first, bytes32 other);
+    /// @notice `activateKeepers` or `cancelKeepers` without a proposed keeper set.
+    error NoPendingKeeperSet();
+    /// @notice `activateKeepers` before the proposal's delay elapsed.
+    error KeeperSetNotDue(uint64 activatesAt, uint256 nowTs);
     /// @notice A freeze longer than `MAX_FREEZE`.
     error FreezeTooLong(uint256 duration, uint256 max);
     /// @notice A freeze while one is in force, or before the gap after the last one elapsed.
@@ -171,6 +175,11 @@ interface IRouteRegistry {
     );
     /// @notice An endpoint was retired by governance.
     event EndpointRetired(bytes32 indexed serviceId, uint16 indexed endpoint);
+    /// @notice A keeper set was proposed; `activateKeepers` installs it (as `configVersion`) from
+    /// `activatesAt` on, unless the guardian or the admin cancels it first.
+    event KeeperSetProposed(uint32 indexed configVersion, address[] signers, bytes32[] vantages, uint64 activatesAt);
+    /// @notice The proposed keeper set (`configVersion`) was cancelled.
+    event KeeperSetCancelled(uint32 indexed configVersion);
     /// @notice The keeper set was replaced; every vote cast under an older version is void.
     event KeeperSetUpdated(uint32 indexed configVersion, address[] signers, bytes32[] vantages);
     /// @notice An endpoint moved from one state to another by keeper quorum.
@@ -237,13 +246,26 @@ interface IRouteRegistry {
     /// loses its readiness (`EndpointReadinessChanged(..., false)`).
     function retireEndpoint(bytes32 serviceId, uint16 endpoint) external;
 
-    /// @notice Replaces the keeper set and bumps the config version, voiding every vote and
-    /// signature made under the previous one. Requires the governor role. Refuses a set smaller
+    /// @notice Proposes a new keeper set; it replaces the current one only through
+    /// `activateKeepers`, `keeperSetDelay` seconds later (a new proposal replaces a pending one and
+    /// restarts the delay; the guardian or the admin can `cancelKeepers`), so no single governance
+    /// key can install keepers and force routes at once. With a delay of 0 (allowed only on chain
+    /// 31337, for local devnets) the set is installed in this call. Installing bumps the config
+    /// version, voiding every vote and signature made under the previous one. Requires the
+    /// governor role. Refuses (when proposed, and again when installed) a set smaller
     /// than the largest service quorum, or with fewer distinct vantages than the largest service
     /// `minVantages` (see `keeperSetBounds`). Costs O(keepers), independent of the number of services.
     /// @param signers Keeper addresses, at most `MAX_KEEPERS`, no duplicates, no zero address.
     /// @param vantages Each keeper's vantage tag (e.g. its region), same length as `signers`.
     function setKeepers(address[] calldata signers, bytes32[] calldata vantages) external;
+
+    /// @notice Installs the proposed keeper set once its delay elapsed (`KeeperSetUpdated`).
+    /// Requires the governor role.
+    function activateKeepers() external;
+
+    /// @notice Drops the proposed keeper set (`KeeperSetCancelled`). Requires the guardian or the
+    /// admin role.
+    function cancelKeepers() external;
 
     /// @notice Freezes keeper-driven changes of the active set of a service for `duration`
     /// seconds (at most `MAX_FREEZE`); votes and liveness are still recorded. Requires the guardian
@@ -287,6 +309,15 @@ interface IRouteRegistry {
 
     /// @notice Full state of one endpoint.
     function endpoint(bytes32 serviceId, uint16 endpoint) external view returns (EndpointView memory);
+
+    /// @notice The keeper set waiting for activation (`activatesAt` 0: none).
+    function pendingKeepers()
+        external
+        view
+        returns (address[] memory signers, bytes32[] memory vantages, uint64 activatesAt);
+
+    /// @notice Seconds between a keeper-set proposal and its activation (a deploy parameter).
+    function keeperSetDelay() external view returns (uint32);
 
     /// @notice The current keeper set and its config version.
     function keepers() external view returns (uint32 configVersion, address[] memory signers, bytes32[] memory vantages);
