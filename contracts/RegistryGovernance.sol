@@ -23,7 +23,9 @@ contract RegistryGovernance is RegistryStorage {
     uint32 internal immutable _keeperSetDelay;
 
     /// @param keeperSetDelay 0 only on `DEV_CHAIN_ID`; at most `MAX_KEEPER_SET_DELAY`.
-    constructor(uint32 keeperSetDelay) {
+    /// The module's own roles are never used (it runs against the registry's storage): it is its
+    /// own admin so that the admin rules' constructor is satisfied.
+    constructor(uint32 keeperSetDelay) RegistryStorage(0, address(this)) {
         if (keeperSetDelay > MAX_KEEPER_SET_DELAY || (keeperSetDelay == 0 && block.chainid != DEV_CHAIN_ID)) {
             revert IRouteRegistry.InvalidConfig("keeperSetDelay", keeperSetDelay);
         }

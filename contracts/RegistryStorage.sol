@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {
+    AccessControlDefaultAdminRules
+} from "@openzeppelin/contracts/access/extensions/AccessControlDefaultAdminRules.sol";
 
 import {IRouteRegistry} from "./interfaces/IRouteRegistry.sol";
 import {ServiceConfig, EndpointStatus} from "./types/Service.sol";
@@ -9,8 +11,11 @@ import {ServiceConfig, EndpointStatus} from "./types/Service.sol";
 /// @title RegistryStorage
 /// @notice The registry's constants, storage layout and roles, shared by `RouteRegistry` (the
 /// keeper hot path and views) and `RegistryGovernance` (membership, keeper set, freezes), which
-/// runs by DELEGATECALL against the registry's storage: both inherit this one layout.
-abstract contract RegistryStorage is AccessControl {
+/// runs by DELEGATECALL against the registry's storage: both inherit this one layout. The admin
+/// role is OpenZeppelin's `AccessControlDefaultAdminRules`: one admin, handed over in two steps
+/// (`beginDefaultAdminTransfer`, then `acceptDefaultAdminTransfer` by the new admin once
+/// `defaultAdminDelay` elapsed), never by `grantRole`.
+abstract contract RegistryStorage is AccessControlDefaultAdminRules {
     /* CONSTANTS */
 
     /// @notice Role that manages membership: services, endpoints, keepers.
@@ -160,6 +165,10 @@ abstract contract RegistryStorage is AccessControl {
     // (kind << 8 | value) => number of services using it; kind 0: quorum, 1: minVantages.
     mapping(uint256 key => uint256 services) internal _servicesUsing;
     PendingKeepers internal _pendingKeepers;
+
+    /* CONSTRUCTOR */
+
+    constructor(uint48 adminDelay, address admin) AccessControlDefaultAdminRules(adminDelay, admin) {}
 
     /* INTERNAL: helpers */
 

@@ -62,15 +62,21 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
 
     /* CONSTRUCTOR */
 
-    /// @param admin Holds the admin and governor roles (a multisig or timelock in production).
+    /// @param admin The default admin (grants and revokes the other roles; handed over in two
+    /// steps, after `adminDelay`). A multisig or timelock in production.
+    /// @param governor Holds the governor role (services, endpoints, keeper-set proposals).
     /// @param guardian Holds the guardian role (may freeze and cancel a keeper-set proposal).
     /// @param keeperSetDelay_ Seconds between a keeper-set proposal and its activation: 0 only when
     /// `block.chainid == DEV_CHAIN_ID` (31337), at most `MAX_KEEPER_SET_DELAY`.
-    constructor(address admin, address guardian, uint32 keeperSetDelay_) EIP712("Lifeline RouteRegistry", "1") {
+    /// @param adminDelay Seconds a new admin waits between `beginDefaultAdminTransfer` and
+    /// `acceptDefaultAdminTransfer`.
+    constructor(address admin, address governor, address guardian, uint32 keeperSetDelay_, uint48 adminDelay)
+        RegistryStorage(adminDelay, admin)
+        EIP712("Lifeline RouteRegistry", "1")
+    {
         _governanceModule = address(new RegistryGovernance(keeperSetDelay_));
         keeperSetDelay = keeperSetDelay_;
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(GOVERNOR_ROLE, admin);
+        _grantRole(GOVERNOR_ROLE, governor);
         _grantRole(GUARDIAN_ROLE, guardian);
     }
 

@@ -93,6 +93,12 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// service (`keeperLiveness`). A service is `stale` while fewer than `quorum` keepers of the
 /// current set attested it within `attestationTtl`; one live keeper cannot keep it fresh.
 ///
+/// Roles: the admin (OpenZeppelin `AccessControlDefaultAdminRules`: exactly one, handed over in
+/// two steps, `beginDefaultAdminTransfer` then `acceptDefaultAdminTransfer` by the new admin after
+/// `defaultAdminDelay`; never by `grantRole`) grants and revokes the governor (membership,
+/// keeper-set proposals) and guardian (freeze, cancel a keeper-set proposal) roles; the three are
+/// separate constructor arguments.
+///
 /// Reentrancy: the registry makes no external calls (the only call is the ecrecover precompile,
 /// a staticcall), holds no ether and no tokens, so there is nothing to re-enter.
 ///

@@ -6,8 +6,8 @@ import {RouteRegistry} from "../../contracts/RouteRegistry.sol";
 
 /// @notice Issue 13 finding F02 (keeper-set changes behind a delay), named `test_audit_F02_<what>`.
 /// The registry is deployed from its artifact with the constructor arguments ABI-encoded, and the
-/// new entry points are called by signature, so that this file also compiles against the registry
-/// before the fix, where each of these tests fails.
+/// new entry points are called by signature, so that this file also compiled against the registry
+/// before the fix, where each of these tests failed (checked before F17 changed the constructor).
 contract AuditGovernanceTest {
     address internal admin = address(0xAD);
     address internal guardian = address(0x6A);
@@ -88,8 +88,9 @@ contract AuditGovernanceTest {
     }
 
     function _deploy(uint32 delay) internal returns (address deployed) {
-        bytes memory init =
-            abi.encodePacked(vm.getCode("RouteRegistry.sol:RouteRegistry"), abi.encode(admin, guardian, delay));
+        bytes memory init = abi.encodePacked(
+            vm.getCode("RouteRegistry.sol:RouteRegistry"), abi.encode(admin, admin, guardian, delay, uint48(0))
+        );
         assembly ("memory-safe") {
             deployed := create(0, add(init, 0x20), mload(init))
         }

@@ -90,7 +90,7 @@ contract SecurityTest is RegistryTest {
     }
 
     function test_security_rejectsWrongRegistryAddressInDomain() public {
-        RouteRegistry other = new RouteRegistry(admin, guardian, 0);
+        RouteRegistry other = new RouteRegistry(admin, admin, guardian, 0, 0);
         Attestation memory a = _attestation(0, SERVICE, _one(0, false));
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(keeperKeys[0], other.attestationDigest(a));
         _expectNotKeeperOfOtherDigest(a, abi.encodePacked(r, s, v));

@@ -23,7 +23,7 @@ abstract contract RegistryTest {
 
     function setUp() public virtual {
         vm.warp(1_700_000_000);
-        registry = new RouteRegistry(admin, guardian, 0);
+        registry = new RouteRegistry(admin, admin, guardian, 0, 0);
         bytes32[] memory vantages = new bytes32[](4);
         for (uint256 i; i < 4; ++i) {
             uint256 key = 0xA11CE + i;
