@@ -155,7 +155,20 @@ impl Engine {
         // Every configured service must exist: a typo never becomes a warning per round.
         for s in &config.services {
             match client.contract().service(service_id(&s.name)).call().await {
-                Ok(_) => {}
+                Ok(view) => {
+                    // A vote counts only while its keeper attested the service within the TTL:
+                    // heartbeats must come more often, or this keeper's votes lapse between them.
+                    let ttl = u64::from(view.config.attestationTtl);
+                    if config.submit.heartbeat_secs >= ttl {
+                        warn!(
+                            target: "keeper",
+                            service = %s.name,
+                            heartbeat_secs = config.submit.heartbeat_secs,
+                            attestation_ttl = ttl,
+                            "submit.heartbeat_secs is not below the service's attestationTtl: this keeper's votes expire between heartbeats and the service reads stale; lower submit.heartbeat_secs"
+                        );
+                    }
+                }
                 Err(e) => {
                     let e = lifeline_bindings::Error::from(e);
                     return Err(match e.revert() {
