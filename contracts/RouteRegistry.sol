@@ -1,7 +1,6 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.28;
 
-import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 
@@ -17,125 +16,22 @@ import {
     ServiceView
 } from "./types/Service.sol";
 import {Bitmap} from "./libraries/Bitmap.sol";
+import {RegistryStorage} from "./RegistryStorage.sol";
+import {RegistryGovernance} from "./RegistryGovernance.sol";
 
 /// @title RouteRegistry
 /// @notice Lifeline's registry: governed membership, keeper-quorum health, autonomous failover.
 /// @dev Storage is laid out so that the keeper hot path (one vote) touches one slot each of:
-/// the service config, the service state, the keeper set, the keeper, the endpoint. Everything
+/// the service config, the service state, the keeper set, the keeper, the keeper's slot for the
+/// service (nonce window and liveness), the endpoint. Everything
 /// else (URLs, lists for views) is read only by views and governance. What promotion compares
 /// (each endpoint's region and latency) is packed in lanes, 32 regions or 8 latencies a slot, so
-/// choosing among N ready standbys reads N/8 slots, not N.
-contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
+/// choosing among N ready standbys reads N/8 slots, not N. Governance paths run in the
+/// `RegistryGovernance` module (DELEGATECALL after the role check here), which keeps this contract
+/// under EIP-170; see that contract for why a module and not linked libraries.
+contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
     using AttestationHash for Attestation;
     using Bitmap for uint256;
-
-    /* CONSTANTS */
-
-    /// @notice Role that manages membership: services, endpoints, keepers.
-    bytes32 public constant GOVERNOR_ROLE = keccak256("lifeline.governor");
-    /// @notice Role that may freeze keeper-driven changes for a bounded time.
-    bytes32 public constant GUARDIAN_ROLE = keccak256("lifeline.guardian");
-    /// @notice Endpoints per service (bitmaps are 64 bits wide).
-    uint256 public constant MAX_ENDPOINTS = 64;
-    /// @notice Keepers in the set (vote bitmaps are 32 bits wide).
-    uint256 public constant MAX_KEEPERS = 32;
-    /// @notice Distinct keeper vantages (4-bit vantage ids).
-    uint256 public constant MAX_VANTAGES = 16;
-    /// @notice Smallest quorum: no single key can flip the route set.
-    uint256 public constant MIN_QUORUM = 2;
-    /// @notice Longest guardian freeze.
-    uint64 public constant MAX_FREEZE = 7 days;
-    /// @notice Shortest gap between the end of a freeze and the next one (the gap is otherwise as
-    /// long as the last freeze lasted).
-    uint64 public constant MIN_FREEZE_GAP = 1 hours;
-
-    /* STORAGE TYPES */
-
-    /// @dev One slot: everything a vote reads and writes about an endpoint. Its region and latency
-    /// live in the service's lanes (`regionLanes`, `latencyLanes`).
-    struct EndpointSlot {
-        EndpointStatus status;
-        uint40 cooldownUntil;
-        // The keeper-set version the two bitmaps belong to; older bitmaps read as empty.
-        uint32 voteVersion;
-        uint32 downVotes;
-        uint32 upVotes;
-    }
-
-    /// @dev Cold endpoint data, read by views only.
-    struct EndpointInfo {
-        string url;
-        string region;
-        string provider;
-        address operator;
-    }
-
-    /// @dev One slot, read and written by every attestation. Bitmaps are over endpoint indices.
-    struct ServiceState {
-        uint32 epoch;
-        uint40 lastAttestedAt;
-        uint8 endpointCount;
-        uint8 activeCount;
-        uint64 ready;
-        uint64 degraded;
-        // As of the last region check, no swap is owed: the set covers min(minRegions, active
-        // count) regions, or no ready standby lies in a region it misses. Fill, failover and
-        // degraded replacement keep this true (they promote uncovered regions first); a standby
-        // becoming ready, or a new config, clears it, and the next attestation checks again.
-        bool regionsChecked;
-        // A region swap is owed but a rail defers it; its alarm fired (once per episode).
-        bool swapDeferred;
-    }
-
-    /// @dev One slot, read only when the active set may change (a transition or a rebalance).
-    struct ServiceRoutes {
-        uint64 active;
-        uint40 frozenUntil;
-        uint40 windowStart;
-        uint8 windowDemotions;
-    }
-
-    struct Service {
-        ServiceConfig config;
-        ServiceState state;
-        ServiceRoutes routes;
-        uint8 regionCount;
-        // Guardian freezes: when the current (or last) one started; no new one before `nextFreezeAt`.
-        uint40 frozenSince;
-        uint40 nextFreezeAt;
-        mapping(bytes32 regionHash => uint8 regionId) regionIds;
-        mapping(uint256 index => EndpointSlot) endpoints;
-        mapping(uint256 index => EndpointInfo) info;
-        // Region id (1-based, 8 bits) of endpoint i in lane i % 32 of word i / 32. Set once.
-        uint256[2] regionLanes;
-        // Latency (32 bits) last attested for endpoint i in lane i % 8 of word i / 8.
-        uint256[8] latencyLanes;
-    }
-
-    /// @dev One slot. `index` is 1-based so that 0 means "not in the current set": rotation
-    /// clears it for keepers that leave, so the hot path needs no global read.
-    struct KeeperSlot {
-        uint8 index;
-        uint32 version;
-        uint64 nonce;
-    }
-
-    /// @dev One slot: the keeper set's version and vantages (read only for `minVantages` > 1).
-    struct KeeperSet {
-        uint32 version;
-        uint8 count;
-        // Distinct vantages.
-        uint8 vantages;
-        // 4-bit vantage id per keeper index.
-        uint128 vantageIds;
-    }
-
-    /// @dev One slot: which quorum and `minVantages` (>= 2) values some service uses (bit v set
-    /// iff a service has v), so that `setKeepers` checks every service in O(1).
-    struct InUse {
-        uint64 quorums;
-        uint64 minVantages;
-    }
 
     /// @dev Working copy of a service during one attest call, written back once.
     struct Context {
@@ -147,199 +43,117 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         bool routesLoaded;
         // The keeper-set version, taken from the (already loaded) keeper slot.
         uint32 version;
+        // Keepers (vote bits) whose attestation this call accepted: live without a read.
+        uint32 liveKnown;
+        // The attestation being applied was signed at the previous epoch (see `_applyVerdicts`).
+        bool previousEpoch;
+        // Endpoints whose status this call changed (becomes `routes.touched` with the new epoch).
+        uint64 touched;
         bool setChanged;
     }
 
-    /* STORAGE */
+    /* IMMUTABLES */
 
-    mapping(bytes32 serviceId => Service) internal _services;
-    bytes32[] internal _serviceIds;
-    KeeperSet internal _keeperSet;
-    mapping(address keeper => KeeperSlot) internal _keepers;
-    address[] internal _keeperSigners;
-    bytes32[] internal _keeperVantages;
-    InUse internal _inUse;
-    // (kind << 8 | value) => number of services using it; kind 0: quorum, 1: minVantages.
-    mapping(uint256 key => uint256 services) internal _servicesUsing;
+    /// @dev The governance module this registry deployed (see `RegistryGovernance`).
+    address internal immutable _governanceModule;
+
+    /// @inheritdoc IRouteRegistry
+    uint32 public immutable keeperSetDelay;
 
     /* CONSTRUCTOR */
 
-    /// @param admin Holds the admin and governor roles (a multisig or timelock in production).
-    /// @param guardian Holds the guardian role (may freeze, nothing else).
-    constructor(address admin, address guardian) EIP712("Lifeline RouteRegistry", "1") {
-        _grantRole(DEFAULT_ADMIN_ROLE, admin);
-        _grantRole(GOVERNOR_ROLE, admin);
+    /// @param admin The default admin (grants and revokes the other roles; handed over in two
+    /// steps, after `adminDelay`). A multisig or timelock in production.
+    /// @param governor Holds the governor role (services, endpoints, keeper-set proposals).
+    /// @param guardian Holds the guardian role (may freeze and cancel a keeper-set proposal).
+    /// @param keeperSetDelay_ Seconds between a keeper-set proposal and its activation: 0 only when
+    /// `block.chainid == DEV_CHAIN_ID` (31337), at most `MAX_KEEPER_SET_DELAY`.
+    /// @param adminDelay Seconds a new admin waits between `beginDefaultAdminTransfer` and
+    /// `acceptDefaultAdminTransfer`.
+    constructor(address admin, address governor, address guardian, uint32 keeperSetDelay_, uint48 adminDelay)
+        RegistryStorage(adminDelay, admin)
+        EIP712("Lifeline RouteRegistry", "1")
+    {
+        _governanceModule = address(new RegistryGovernance(keeperSetDelay_));
+        keeperSetDelay = keeperSetDelay_;
+        _grantRole(GOVERNOR_ROLE, governor);
         _grantRole(GUARDIAN_ROLE, guardian);
     }
 
-    /* GOVERNANCE */
+    /* GOVERNANCE: checked here, executed by the governance module (see RegistryGovernance) */
 
     /// @inheritdoc IRouteRegistry
-    function createService(bytes32 serviceId, string calldata name, ServiceConfig calldata config)
+    function createService(bytes32, string calldata, ServiceConfig calldata) external onlyRole(GOVERNOR_ROLE) {
+        _delegate();
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function configureService(bytes32, ServiceConfig calldata) external onlyRole(GOVERNOR_ROLE) {
+        _delegate();
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function addEndpoint(bytes32, string calldata, string calldata, string calldata, address)
+        external
+        onlyRole(GOVERNOR_ROLE)
+        returns (uint16)
+    {
+        _delegate();
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function updateEndpoint(bytes32, uint16, string calldata, string calldata, address)
         external
         onlyRole(GOVERNOR_ROLE)
     {
-        Service storage s = _services[serviceId];
-        if (s.config.quorum != 0) revert ServiceExists(serviceId);
-        _validateConfig(config);
-        s.config = config;
-        _use(config.quorum, config.minVantages, true);
-        s.state.lastAttestedAt = uint40(block.timestamp);
-        _serviceIds.push(serviceId);
-        emit ServiceCreated(serviceId, name, config);
+        _delegate();
     }
 
     /// @inheritdoc IRouteRegistry
-    function configureService(bytes32 serviceId, ServiceConfig calldata config) external onlyRole(GOVERNOR_ROLE) {
-        Service storage s = _existing(serviceId);
-        _validateConfig(config);
-        _use(s.config.quorum, s.config.minVantages, false);
-        _use(config.quorum, config.minVantages, true);
-        s.config = config;
-        s.state.regionsChecked = false;
-        emit ServiceConfigured(serviceId, config);
+    function retireEndpoint(bytes32, uint16) external onlyRole(GOVERNOR_ROLE) {
+        _delegate();
     }
 
     /// @inheritdoc IRouteRegistry
-    function addEndpoint(
-        bytes32 serviceId,
-        string calldata url,
-        string calldata region,
-        string calldata provider,
-        address operator
-    ) external onlyRole(GOVERNOR_ROLE) returns (uint16 index) {
-        Service storage s = _existing(serviceId);
-        index = s.state.endpointCount;
-        if (index >= MAX_ENDPOINTS) revert TooManyEndpoints(serviceId);
-        if (bytes(url).length == 0) revert InvalidConfig("url", 0);
-
-        bytes32 regionHash = keccak256(bytes(region));
-        uint8 regionId = s.regionIds[regionHash];
-        if (regionId == 0) {
-            // At most MAX_ENDPOINTS regions per service, so the uint8 cannot overflow.
-            regionId = ++s.regionCount;
-            s.regionIds[regionHash] = regionId;
-        }
-
-        s.state.endpointCount = uint8(index + 1);
-        s.endpoints[index] =
-            EndpointSlot({status: EndpointStatus.Standby, cooldownUntil: 0, voteVersion: 0, downVotes: 0, upVotes: 0});
-        s.regionLanes[index >> 5] |= uint256(regionId) << ((index & 31) << 3);
-        s.info[index] = EndpointInfo({url: url, region: region, provider: provider, operator: operator});
-        emit EndpointAdded(serviceId, index, url, region, provider, operator);
+    function setKeepers(address[] calldata, bytes32[] calldata) external onlyRole(GOVERNOR_ROLE) {
+        _delegate();
     }
 
     /// @inheritdoc IRouteRegistry
-    function updateEndpoint(
-        bytes32 serviceId,
-        uint16 index,
-        string calldata url,
-        string calldata provider,
-        address operator
-    ) external onlyRole(GOVERNOR_ROLE) {
-        Service storage s = _existing(serviceId);
-        if (index >= s.state.endpointCount) revert UnknownEndpoint(serviceId, index);
-        if (s.endpoints[index].status == EndpointStatus.Retired) revert EndpointIsRetired(serviceId, index);
-        if (bytes(url).length == 0) revert InvalidConfig("url", 0);
-        EndpointInfo storage info = s.info[index];
-        bool urlChanged = keccak256(bytes(info.url)) != keccak256(bytes(url));
-        info.url = url;
-        info.provider = provider;
-        info.operator = operator;
-        emit EndpointUpdated(serviceId, index, url, provider, operator);
-        if (urlChanged && s.endpoints[index].status == EndpointStatus.Active) {
-            // The set clients read changed: a new epoch tells every follower to re-read it.
-            uint32 epoch = s.state.epoch + 1;
-            s.state.epoch = epoch;
-            emit RouteSetChanged(serviceId, epoch, uint256(s.routes.active).indices());
-        }
+    function activateKeepers() external onlyRole(GOVERNOR_ROLE) {
+        _delegate();
     }
 
     /// @inheritdoc IRouteRegistry
-    function retireEndpoint(bytes32 serviceId, uint16 index) external onlyRole(GOVERNOR_ROLE) {
-        Service storage s = _existing(serviceId);
-        if (index >= s.state.endpointCount) revert UnknownEndpoint(serviceId, index);
-        EndpointSlot storage e = s.endpoints[index];
-        if (e.status == EndpointStatus.Active) revert EndpointIsActive(serviceId, index);
-        if (e.status == EndpointStatus.Retired) revert EndpointIsRetired(serviceId, index);
-        e.status = EndpointStatus.Retired;
-        emit EndpointRetired(serviceId, index);
-        uint64 bit = uint64(1) << index;
-        if (s.state.ready & bit != 0) {
-            s.state.ready &= ~bit;
-            emit EndpointReadinessChanged(serviceId, index, false);
+    function cancelKeepers() external {
+        if (!hasRole(GUARDIAN_ROLE, msg.sender) && !hasRole(DEFAULT_ADMIN_ROLE, msg.sender)) {
+            revert AccessControlUnauthorizedAccount(msg.sender, GUARDIAN_ROLE);
         }
+        _delegate();
     }
 
     /// @inheritdoc IRouteRegistry
-    function setKeepers(address[] calldata signers, bytes32[] calldata vantages) external onlyRole(GOVERNOR_ROLE) {
-        uint256 n = signers.length;
-        if (n == 0 || n > MAX_KEEPERS) revert InvalidKeeperSet("signers.length", n);
-        if (vantages.length != n) revert InvalidKeeperSet("vantages.length", vantages.length);
-        InUse memory inUse = _inUse;
-        if (n < uint256(inUse.quorums).highest()) {
-            revert InvalidKeeperSet("signers.length (below a service quorum)", n);
-        }
-
-        // Cannot overflow in practice: one bump per governance rotation.
-        uint32 version = _keeperSet.version + 1;
-        for (uint256 i; i < _keeperSigners.length; ++i) {
-            // The nonce survives so that a keeper added back later cannot replay old attestations.
-            _keepers[_keeperSigners[i]].index = 0;
-        }
-        uint128 vantageIds;
-        uint256 distinct;
-        for (uint256 i; i < n; ++i) {
-            address signer = signers[i];
-            if (signer == address(0)) revert InvalidKeeperSet("signers[i] (zero address)", i);
-            KeeperSlot storage k = _keepers[signer];
-            if (k.version == version) revert InvalidKeeperSet("signers[i] (duplicate)", i);
-            k.index = uint8(i + 1);
-            k.version = version;
-
-            uint256 vantageId = distinct;
-            for (uint256 j; j < i; ++j) {
-                if (vantages[j] == vantages[i]) {
-                    vantageId = (vantageIds >> (4 * j)) & 0xf;
-                    break;
-                }
-            }
-            if (vantageId == distinct) {
-                if (++distinct > MAX_VANTAGES) revert InvalidKeeperSet("vantages (distinct)", distinct);
-            }
-            vantageIds |= uint128(vantageId << (4 * i));
-        }
-        if (distinct < uint256(inUse.minVantages).highest()) {
-            revert InvalidKeeperSet("vantages (below a service minVantages)", distinct);
-        }
-
-        _keeperSet = KeeperSet({version: version, count: uint8(n), vantages: uint8(distinct), vantageIds: vantageIds});
-        _keeperSigners = signers;
-        _keeperVantages = vantages;
-        emit KeeperSetUpdated(version, signers, vantages);
+    function freeze(bytes32, uint64) external onlyRole(GUARDIAN_ROLE) {
+        _delegate();
     }
 
     /// @inheritdoc IRouteRegistry
-    function freeze(bytes32 serviceId, uint64 duration) external onlyRole(GUARDIAN_ROLE) {
-        if (duration > MAX_FREEZE) revert FreezeTooLong(duration, MAX_FREEZE);
-        Service storage s = _existing(serviceId);
-        // While a freeze is in force, nextFreezeAt lies beyond its end: no extension either.
-        if (block.timestamp < s.nextFreezeAt) revert FreezeTooSoon(serviceId, s.nextFreezeAt);
-        uint64 until = uint64(block.timestamp) + duration;
-        s.routes.frozenUntil = uint40(until);
-        s.frozenSince = uint40(block.timestamp);
-        s.nextFreezeAt = uint40(until + _freezeGap(duration));
-        emit Frozen(serviceId, until);
+    function unfreeze(bytes32) external onlyRole(GUARDIAN_ROLE) {
+        _delegate();
     }
 
-    /// @inheritdoc IRouteRegistry
-    function unfreeze(bytes32 serviceId) external onlyRole(GUARDIAN_ROLE) {
-        Service storage s = _existing(serviceId);
-        if (block.timestamp < s.routes.frozenUntil) {
-            s.nextFreezeAt = uint40(block.timestamp + _freezeGap(block.timestamp - s.frozenSince));
+    /// @dev Runs the current call (its role already checked) in the governance module against
+    /// this contract's storage, and returns or reverts with the module's result.
+    function _delegate() internal {
+        address module = _governanceModule;
+        assembly ("memory-safe") {
+            let p := mload(0x40)
+            calldatacopy(p, 0, calldatasize())
+            let ok := delegatecall(gas(), module, p, calldatasize(), 0, 0)
+            returndatacopy(p, 0, returndatasize())
+            if iszero(ok) { revert(p, returndatasize()) }
+            return(p, returndatasize())
         }
-        s.routes.frozenUntil = 0;
-        emit Unfrozen(serviceId);
     }
 
     /* KEEPERS */
@@ -348,14 +162,17 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     function attest(Attestation calldata attestation, bytes calldata signature) external {
         Service storage s = _existing(attestation.service);
         Context memory ctx = _load(s, attestation.service);
-        uint256 keeperBit = _accept(ctx, attestation, signature);
+        uint256 keeperBit = _accept(ctx, s, attestation, signature, false);
         _applyVerdicts(ctx, s, attestation, keeperBit);
         _rebalance(ctx, s);
         _commit(ctx, s);
     }
 
     /// @inheritdoc IRouteRegistry
-    function attestBatch(Attestation[] calldata attestations, bytes[] calldata signatures) external {
+    function attestBatch(Attestation[] calldata attestations, bytes[] calldata signatures)
+        external
+        returns (uint256 skipped)
+    {
         uint256 n = attestations.length;
         if (n == 0 || signatures.length != n) revert InvalidBatch(n, signatures.length);
         bytes32 serviceId = attestations[0].service;
@@ -366,7 +183,11 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         for (uint256 i; i < n; ++i) {
             Attestation calldata a = attestations[i];
             if (a.service != serviceId) revert MixedServices(serviceId, a.service);
-            uint256 keeperBit = _accept(ctx, a, signatures[i]);
+            uint256 keeperBit = _accept(ctx, s, a, signatures[i], true);
+            if (keeperBit == 0) {
+                skipped |= uint256(1) << i;
+                continue;
+            }
             if (seen & keeperBit != 0) revert DuplicateKeeper(_keeperSigners[keeperBit.lowest()]);
             seen |= keeperBit;
             _applyVerdicts(ctx, s, a, keeperBit);
@@ -382,7 +203,8 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         Service storage s = _existing(serviceId);
         set.epoch = s.state.epoch;
         set.lastAttestedAt = s.state.lastAttestedAt;
-        set.stale = block.timestamp > uint256(s.state.lastAttestedAt) + s.config.attestationTtl;
+        (,, uint256 live) = keeperLiveness(serviceId);
+        set.stale = live < s.config.quorum;
         uint16[] memory ids = uint256(s.routes.active).indices();
         set.routes = new Route[](ids.length);
         for (uint256 i; i < ids.length; ++i) {
@@ -449,6 +271,15 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     }
 
     /// @inheritdoc IRouteRegistry
+    function pendingKeepers()
+        external
+        view
+        returns (address[] memory signers, bytes32[] memory vantages, uint64 activatesAt)
+    {
+        return (_pendingKeepers.signers, _pendingKeepers.vantages, _pendingKeepers.activatesAt);
+    }
+
+    /// @inheritdoc IRouteRegistry
     function keeperSetBounds()
         external
         view
@@ -460,11 +291,34 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     }
 
     /// @inheritdoc IRouteRegistry
-    function keeperState(address keeper) external view returns (bool active, uint8 index, uint64 lastNonce) {
+    function keeperState(address keeper, bytes32 serviceId)
+        external
+        view
+        returns (bool active, uint8 index, uint64 lastNonce, uint64 lastAttestedAt)
+    {
         KeeperSlot memory k = _keepers[keeper];
         active = k.index != 0;
         index = active ? k.index - 1 : 0;
-        lastNonce = k.nonce;
+        KeeperService memory ks = _services[serviceId].keepers[keeper];
+        if (ks.version == _keeperSet.version) (lastNonce, lastAttestedAt) = (ks.nonce, ks.lastAttestedAt);
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function keeperLiveness(bytes32 serviceId)
+        public
+        view
+        returns (address[] memory signers, uint64[] memory lastAttestedAt, uint256 live)
+    {
+        Service storage s = _existing(serviceId);
+        signers = _keeperSigners;
+        lastAttestedAt = new uint64[](signers.length);
+        uint32 version = _keeperSet.version;
+        for (uint256 i; i < signers.length; ++i) {
+            KeeperService memory ks = s.keepers[signers[i]];
+            if (ks.version != version) continue;
+            lastAttestedAt[i] = ks.lastAttestedAt;
+            if (block.timestamp <= uint256(ks.lastAttestedAt) + s.config.attestationTtl) ++live;
+        }
     }
 
     /// @inheritdoc IRouteRegistry
@@ -486,28 +340,67 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         ctx.routesLoaded = true;
     }
 
-    /// @dev Checks one attestation in a fixed order and consumes its nonce.
-    /// @return keeperBit The signer's bit in vote bitmaps.
-    function _accept(Context memory ctx, Attestation calldata a, bytes calldata signature)
-        internal
-        returns (uint256 keeperBit)
-    {
-        if (a.deadline < block.timestamp) revert AttestationExpired(a.deadline, block.timestamp);
+    /// @dev Checks one attestation in a fixed order and consumes its nonce in the signer's window
+    /// for the service.
+    /// @param skipUsed In a batch: a nonce already used returns 0 (skipped, reported) instead of
+    /// reverting.
+    /// @return keeperBit The signer's bit in vote bitmaps (0: skipped).
+    function _accept(
+        Context memory ctx,
+        Service storage s,
+        Attestation calldata a,
+        bytes calldata signature,
+        bool skipUsed
+    ) internal returns (uint256 keeperBit) {
+        if (a.deadline < block.timestamp) {
+            revert AttestationExpired(a.deadline, block.timestamp);
+        }
         uint256 maxDeadline = block.timestamp + ctx.config.attestationTtl;
         if (a.deadline > maxDeadline) revert DeadlineTooFar(a.deadline, maxDeadline);
-        if (a.epoch != ctx.state.epoch) revert WrongEpoch(a.epoch, ctx.state.epoch);
+        uint32 epoch = ctx.state.epoch;
+        ctx.previousEpoch = a.epoch != epoch;
+        if (ctx.previousEpoch && (epoch == 0 || a.epoch != epoch - 1)) revert WrongEpoch(a.epoch, epoch);
 
         address signer = _recover(_hashTypedDataV4(a.hash()), signature);
-        KeeperSlot storage k = _keepers[signer];
-        KeeperSlot memory keeper = k;
+        KeeperSlot memory keeper = _keepers[signer];
         if (keeper.index == 0) revert NotKeeper(signer);
         if (a.configVersion != keeper.version) revert WrongConfigVersion(a.configVersion, keeper.version);
-        if (a.nonce <= keeper.nonce) revert NonceTooLow(signer, a.nonce, keeper.nonce);
-        k.nonce = a.nonce;
+
+        KeeperService memory ks = s.keepers[signer];
+        if (ks.version != keeper.version) ks = KeeperService(keeper.version, 0, 0, 0);
+        uint64 nonce = a.nonce;
+        if (nonce > ks.nonce) {
+            // The old highest nonce becomes bit `shift - 1`; older ones move up with it.
+            uint256 shift = nonce - ks.nonce;
+            ks.window = shift > 64 ? 0 : uint64((uint256(ks.window) << shift) | (uint256(1) << (shift - 1)));
+            ks.nonce = nonce;
+        } else {
+            uint256 age = ks.nonce - nonce;
+            if (age == 0 || age > 64 || uint256(ks.window) & (uint256(1) << (age - 1)) != 0) {
+                if (!skipUsed) revert NonceUsed(signer, ctx.serviceId, nonce);
+                emit AttestationSkipped(ctx.serviceId, signer, nonce);
+                return 0;
+            }
+            ks.window |= uint64(uint256(1) << (age - 1));
+        }
+        ks.lastAttestedAt = uint40(block.timestamp);
+        s.keepers[signer] = ks;
 
         ctx.version = keeper.version;
         ctx.state.lastAttestedAt = uint40(block.timestamp);
-        return 1 << (keeper.index - 1);
+        if (ctx.state.readyVersion != uint24(keeper.version)) _voidReadiness(ctx);
+        keeperBit = 1 << (keeper.index - 1);
+        ctx.liveKnown |= uint32(keeperBit);
+    }
+
+    /// @dev Readiness earned under an older keeper set is not backed by the current one: cleared
+    /// on the first attestation under the new set, before its verdicts apply.
+    function _voidReadiness(Context memory ctx) internal {
+        for (uint256 ready = ctx.state.ready; ready != 0; ready &= ready - 1) {
+            emit EndpointReadinessChanged(ctx.serviceId, uint16(ready.lowest()), false);
+        }
+        ctx.state.ready = 0;
+        ctx.state.readyVersion = uint24(ctx.version);
     }
 
     /// @dev Recovers a 65-byte (r, s, v) signature read straight from calldata. OpenZeppelin's
@@ -528,10 +421,18 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         uint32 version = ctx.version;
         uint32 bit = uint32(keeperBit);
         uint256 n = a.verdicts.length;
+        // Signed at the previous epoch: verdicts on endpoints the last change (or this call) touched
+        // judged a state that is gone, and are ignored; the others still hold.
+        uint256 superseded;
+        if (ctx.previousEpoch) {
+            _loadRoutes(ctx, s);
+            superseded = ctx.routes.touched | ctx.touched;
+        }
         for (uint256 i; i < n; ++i) {
             Verdict calldata v = a.verdicts[i];
             uint16 index = v.endpoint;
             if (index >= ctx.state.endpointCount) revert UnknownEndpoint(ctx.serviceId, index);
+            if ((superseded >> index) & 1 != 0) continue;
             EndpointSlot memory e = s.endpoints[index];
             // A keeper's report may lag behind governance: verdicts on retired endpoints are ignored.
             if (e.status == EndpointStatus.Retired) continue;
@@ -561,7 +462,7 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     function _evaluate(Context memory ctx, Service storage s, uint16 index, EndpointSlot memory e) internal {
         uint64 bit = uint64(1) << index;
         if (e.status == EndpointStatus.Active) {
-            if (_isQuorum(ctx, e.downVotes)) {
+            if (_isQuorum(ctx, s, e.downVotes)) {
                 _demote(ctx, s, index, e);
             } else if (ctx.state.degraded & bit != 0) {
                 ctx.state.degraded &= ~bit;
@@ -569,16 +470,16 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
             }
         } else if (e.status == EndpointStatus.Standby) {
             bool ready = ctx.state.ready & bit != 0;
-            if (!ready && _isQuorum(ctx, e.upVotes)) {
+            if (!ready && _isQuorum(ctx, s, e.upVotes)) {
                 ctx.state.ready |= bit;
                 ctx.state.regionsChecked = false;
                 emit EndpointReadinessChanged(ctx.serviceId, index, true);
-            } else if (ready && _isQuorum(ctx, e.downVotes)) {
+            } else if (ready && _isQuorum(ctx, s, e.downVotes)) {
                 ctx.state.ready &= ~bit;
                 emit EndpointReadinessChanged(ctx.serviceId, index, false);
             }
         } else if (e.status == EndpointStatus.Demoted) {
-            if (block.timestamp >= e.cooldownUntil && _isQuorum(ctx, e.upVotes)) {
+            if (block.timestamp >= e.cooldownUntil && _isQuorum(ctx, s, e.upVotes)) {
                 e.status = EndpointStatus.Standby;
                 ctx.state.ready |= bit;
                 ctx.state.regionsChecked = false;
@@ -619,6 +520,7 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     /// the change against the blast radius.
     function _leave(Context memory ctx, uint64 bit) internal pure {
         ctx.routes.active &= ~bit;
+        ctx.touched |= bit;
         ctx.state.degraded &= ~bit;
         // Cannot underflow: the endpoint was active. Cannot overflow: bounded by maxDemotions.
         unchecked {
@@ -637,6 +539,7 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         e.upVotes = 0;
         ctx.state.ready &= ~bit;
         ctx.routes.active |= bit;
+        ctx.touched |= bit;
         // Cannot overflow: at most MAX_ENDPOINTS are active.
         unchecked {
             ++ctx.state.activeCount;
@@ -672,7 +575,7 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
                 degraded &= degraded - 1;
                 EndpointSlot memory e = s.endpoints[index];
                 // A keeper-set rotation voids the votes that made it degraded.
-                if (e.voteVersion != ctx.version || !_isQuorum(ctx, e.downVotes)) {
+                if (e.voteVersion != ctx.version || !_isQuorum(ctx, s, e.downVotes)) {
                     ctx.state.degraded &= ~(uint64(1) << index);
                     emit DegradedCleared(ctx.serviceId, index);
                     continue;
@@ -800,6 +703,7 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
             unchecked {
                 ++ctx.state.epoch;
             }
+            ctx.routes.touched = ctx.touched;
             emit RouteSetChanged(ctx.serviceId, ctx.state.epoch, uint256(ctx.routes.active).indices());
         }
         s.state = ctx.state;
@@ -811,12 +715,27 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
     }
 
     /// @dev Enough distinct keepers, spanning enough distinct vantages.
-    function _isQuorum(Context memory ctx, uint32 votes) internal view returns (bool) {
-        if (uint256(votes).count() < ctx.config.quorum) return false;
+    /// Votes expire with their keeper's liveness: only keepers that attested the service within
+    /// `attestationTtl` (under the current keeper set) count. Keepers accepted in this call are
+    /// live; the others cost a read of their (keeper, service) slot, only once the raw count
+    /// reaches the quorum.
+    function _isQuorum(Context memory ctx, Service storage s, uint32 votes) internal view returns (bool) {
+        uint256 quorum = ctx.config.quorum;
+        if (uint256(votes).count() < quorum) return false;
+        uint256 live = votes & ctx.liveKnown;
+        uint256 ttl = ctx.config.attestationTtl;
+        for (uint256 unknown = votes & ~ctx.liveKnown; unknown != 0; unknown &= unknown - 1) {
+            uint256 i = unknown.lowest();
+            KeeperService memory ks = s.keepers[_keeperSigners[i]];
+            if (ks.version == ctx.version && block.timestamp <= uint256(ks.lastAttestedAt) + ttl) {
+                live |= uint256(1) << i;
+            }
+        }
+        if (live.count() < quorum) return false;
         if (ctx.config.minVantages <= 1) return true;
         uint256 vantageIds = _keeperSet.vantageIds;
         uint256 vantages;
-        uint256 remaining = votes;
+        uint256 remaining = live;
         while (remaining != 0) {
             uint256 keeper = remaining.lowest();
             remaining &= remaining - 1;
@@ -855,57 +774,5 @@ contract RouteRegistry is IRouteRegistry, AccessControl, EIP712 {
         if (uint32(word >> shift) == latency) return;
         s.latencyLanes[index >> 3] = (word & ~(uint256(0xffffffff) << shift)) | (uint256(latency) << shift);
         emit EndpointLatencyChanged(ctx.serviceId, index, latency);
-    }
-
-    /// @dev Tracks which quorum and minVantages values services use (for `setKeepers`).
-    function _use(uint8 quorum, uint8 minVantages, bool add) internal {
-        _count(quorum, 0, add);
-        if (minVantages > 1) _count(minVantages, 1, add);
-    }
-
-    function _count(uint8 value, uint256 kind, bool add) internal {
-        uint256 key = (kind << 8) | value;
-        uint256 n = _servicesUsing[key];
-        uint64 bit = uint64(1) << value;
-        if (add) {
-            if (n == 0) {
-                if (kind == 0) _inUse.quorums |= bit;
-                else _inUse.minVantages |= bit;
-            }
-            _servicesUsing[key] = n + 1;
-        } else {
-            if (n == 1) {
-                if (kind == 0) _inUse.quorums &= ~bit;
-                else _inUse.minVantages &= ~bit;
-            }
-            _servicesUsing[key] = n - 1;
-        }
-    }
-
-    /// @dev As long as the freeze lasted, at least MIN_FREEZE_GAP.
-    function _freezeGap(uint256 lasted) internal pure returns (uint256) {
-        return lasted > MIN_FREEZE_GAP ? lasted : MIN_FREEZE_GAP;
-    }
-
-    /* INTERNAL: helpers */
-
-    function _existing(bytes32 serviceId) internal view returns (Service storage s) {
-        s = _services[serviceId];
-        if (s.config.quorum == 0) revert UnknownService(serviceId);
-    }
-
-    function _validateConfig(ServiceConfig calldata c) internal view {
-        if (c.targetActive == 0 || c.targetActive > MAX_ENDPOINTS) {
-            revert InvalidConfig("targetActive", c.targetActive);
-        }
-        if (c.floor == 0 || c.floor > c.targetActive) revert InvalidConfig("floor", c.floor);
-        if (c.minRegions > c.targetActive) revert InvalidConfig("minRegions", c.minRegions);
-        if (c.quorum < MIN_QUORUM || c.quorum > _keeperSet.count) revert InvalidConfig("quorum", c.quorum);
-        if (c.minVantages > c.quorum || c.minVantages > _keeperSet.vantages) {
-            revert InvalidConfig("minVantages", c.minVantages);
-        }
-        if (c.maxDemotions == 0) revert InvalidConfig("maxDemotions", 0);
-        if (c.demotionWindow == 0) revert InvalidConfig("demotionWindow", 0);
-        if (c.attestationTtl == 0) revert InvalidConfig("attestationTtl", 0);
     }
 }

@@ -31,7 +31,12 @@ contract Configure {
         RouteRegistry registry = RouteRegistry(_registryAddress());
 
         vm.startBroadcast(governorKey);
-        _applyKeepers(registry, json);
+        if (!_applyKeepers(registry, json)) {
+            // Services are validated against the keeper set in force (quorum, vantages).
+            Deployments.log("services not applied: the keeper set of the configuration is not active yet");
+            vm.stopBroadcast();
+            return;
+        }
         for (uint256 i; vm.keyExistsJson(json, _at(".services", i)); ++i) {
             _applyService(registry, json, _at(".services", i));
         }
@@ -75,7 +80,10 @@ contract Configure {
         }
     }
 
-    function _applyKeepers(RouteRegistry registry, string memory json) internal {
+    /// Proposes the configuration's keeper set if it is neither in force nor proposed, and
+    /// activates a proposal of it whose delay elapsed (at once with a delay of 0, on a devnet).
+    /// True when that set is in force.
+    function _applyKeepers(RouteRegistry registry, string memory json) internal returns (bool active) {
         uint256 n = _length(json, ".keepers");
         address[] memory signers = new address[](n);
         bytes32[] memory vantages = new bytes32[](n);
@@ -87,10 +95,27 @@ contract Configure {
             }
             vantages[i] = bytes32(bytes(vantage));
         }
+        bytes32 wanted = keccak256(abi.encode(signers, vantages));
         (, address[] memory current, bytes32[] memory currentVantages) = registry.keepers();
-        if (keccak256(abi.encode(current, currentVantages)) != keccak256(abi.encode(signers, vantages))) {
+        if (keccak256(abi.encode(current, currentVantages)) == wanted) return true;
+        (address[] memory pending, bytes32[] memory pendingVantages, uint64 activatesAt) = registry.pendingKeepers();
+        if (activatesAt == 0 || keccak256(abi.encode(pending, pendingVantages)) != wanted) {
             registry.setKeepers(signers, vantages);
+            if (registry.keeperSetDelay() == 0) return true;
+            activatesAt = uint64(block.timestamp) + registry.keeperSetDelay();
         }
+        if (block.timestamp >= activatesAt) {
+            registry.activateKeepers();
+            return true;
+        }
+        Deployments.log(
+            string.concat(
+                "keeper set proposed; it can be activated from unix time ",
+                vm.toString(uint256(activatesAt)),
+                ": run Configure.s.sol again then (the guardian or the admin may cancel it before)"
+            )
+        );
+        return false;
     }
 
     function _applyService(RouteRegistry registry, string memory json, string memory path) internal {

@@ -96,9 +96,17 @@ library Deployments {
 ///
 /// Environment (the key is read from the environment, never from the command line):
 /// - `DEPLOYER_PRIVATE_KEY` (required): the broadcasting account.
-/// - `LIFELINE_ADMIN` (default: the deployer): the admin, which is also the governor.
-/// - `LIFELINE_GUARDIAN` (default: `LIFELINE_ADMIN`, so the deployer when neither is set): may
-///   freeze keeper-driven changes.
+/// - `LIFELINE_ADMIN` (default: the deployer): the admin (grants and revokes the other roles;
+///   handed over in two steps after `LIFELINE_ADMIN_DELAY`).
+/// - `LIFELINE_GOVERNOR` (default: `LIFELINE_ADMIN`): services, endpoints, keeper-set proposals.
+/// - `LIFELINE_GUARDIAN` (default: `LIFELINE_ADMIN`): may freeze keeper-driven changes and cancel
+///   a keeper-set proposal.
+///   Outside chain 31337 the script warns when any two of the three coincide: the keeper-set
+///   delay and the guardian's veto mean little if one key holds every role.
+/// - `LIFELINE_ADMIN_DELAY` (seconds; default 0 on chain 31337, 2 days elsewhere): how long a new
+///   admin waits before accepting the role.
+/// - `LIFELINE_KEEPER_SET_DELAY` (seconds; default 0 on chain 31337, 2 days elsewhere): how long
+///   a proposed keeper set waits before it can be activated (0 is refused outside chain 31337).
 /// - `LIFELINE_DEPLOYMENTS` (default `deployments`): where the records are written.
 ///
 /// `block` in the record is the chain head when the deployment was sent: the registry's first
@@ -114,15 +122,37 @@ contract Deploy {
         uint256 deployerKey = vm.envUint("DEPLOYER_PRIVATE_KEY");
         address deployer = vm.addr(deployerKey);
         address admin = vm.envOr("LIFELINE_ADMIN", deployer);
+        address governor = vm.envOr("LIFELINE_GOVERNOR", admin);
         address guardian = vm.envOr("LIFELINE_GUARDIAN", admin);
+        uint256 adminDelay = vm.envOr("LIFELINE_ADMIN_DELAY", block.chainid == 31337 ? uint256(0) : 2 days);
+        if (adminDelay > type(uint48).max) {
+            revert(string.concat("LIFELINE_ADMIN_DELAY too large: ", vm.toString(adminDelay)));
+        }
+        if (block.chainid != 31337) {
+            if (admin == governor) {
+                Deployments.log("warning: LIFELINE_ADMIN and LIFELINE_GOVERNOR are the same address");
+            }
+            if (admin == guardian) {
+                Deployments.log("warning: LIFELINE_ADMIN and LIFELINE_GUARDIAN are the same address");
+            }
+            if (governor == guardian) {
+                Deployments.log("warning: LIFELINE_GOVERNOR and LIFELINE_GUARDIAN are the same address");
+            }
+        }
+        uint256 delay = vm.envOr("LIFELINE_KEEPER_SET_DELAY", block.chainid == 31337 ? uint256(0) : 2 days);
+        if (delay > type(uint32).max) {
+            revert(string.concat("LIFELINE_KEEPER_SET_DELAY too large: ", vm.toString(delay)));
+        }
 
         vm.startBroadcast(deployerKey);
-        registry = new RouteRegistry(admin, guardian);
+        registry = new RouteRegistry(admin, governor, guardian, uint32(delay), uint48(adminDelay));
         vm.stopBroadcast();
 
         string memory obj = "deployment";
         vm.serializeAddress(obj, "admin", admin);
+        vm.serializeAddress(obj, "governor", governor);
         vm.serializeAddress(obj, "guardian", guardian);
+        vm.serializeUint(obj, "keeperSetDelay", delay);
         vm.serializeUint(obj, "chainId", block.chainid);
         vm.serializeUint(obj, "block", vm.getBlockNumber());
         string memory json = vm.serializeAddress(obj, "registry", address(registry));
@@ -133,8 +163,10 @@ contract Deploy {
             string.concat(
                 "registry ",
                 svm.toString(address(registry)),
-                " (admin and governor ",
+                " (admin ",
                 svm.toString(admin),
+                ", governor ",
+                svm.toString(governor),
                 ", guardian ",
                 svm.toString(guardian),
                 ") written to ",

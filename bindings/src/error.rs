@@ -62,7 +62,9 @@ pub fn describe_revert(err: &RouteRegistryErrors) -> String {
         E::WrongConfigVersion(e) => {
             format!("WrongConfigVersion (signed {}, current {})", e.signed, e.current)
         }
-        E::NonceTooLow(e) => format!("NonceTooLow (nonce {}, last {})", e.nonce, e.lastNonce),
+        E::NonceUsed(e) => {
+            format!("NonceUsed (keeper {}, service {}, nonce {})", e.keeper, e.serviceId, e.nonce)
+        }
         E::NotKeeper(e) => format!("NotKeeper ({})", e.signer),
         E::AttestationExpired(e) => {
             format!("AttestationExpired (deadline {}, now {})", e.deadline, e.nowTs)

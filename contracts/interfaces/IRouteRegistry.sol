@@ -25,8 +25,19 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 ///
 /// Votes are bitmaps of keeper indices stored per endpoint; a keeper's vote stands until it
 /// changes it, the endpoint changes state, or the keeper set is rotated (config version bump).
+/// A vote counts only while its keeper is live for the service (it attested the service within
+/// `attestationTtl`, see Liveness): a keeper that went silent no longer helps complete a quorum,
+/// and its vote counts again once it attests. Readiness earned under an older keeper set is not
+/// backed by the current one: the first attestation under a new set clears every ready flag
+/// (`EndpointReadinessChanged(..., false)`) before its verdicts apply, and standbys become ready
+/// again only by a quorum of the new set.
 /// A transaction that changes the active set (or, by governance, the URL of an active route)
 /// bumps the service's epoch once and emits one `RouteSetChanged` carrying the new set.
+/// Epoch binding: an attestation signed at the current epoch applies whole; one signed at the
+/// previous epoch is accepted too, but its verdicts on endpoints the last change touched (those
+/// that left or joined the set, or whose URL changed) are ignored, so a change voids no in-flight
+/// vote about an unrelated endpoint and a burst of failures converges; older epochs are refused
+/// (`WrongEpoch`).
 ///
 /// PROMOTION: a ready standby is promoted to fill the set up to `targetActive` and to replace a
 /// demoted route. The pick: a standby whose region no remaining active route covers first, then
@@ -69,11 +80,30 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// (`RegionSwapDeferred`, `Frozen`, `Unfrozen`). Readiness belongs to standbys: an endpoint
 /// leaving Standby (`EndpointStatusChanged`) is no longer ready, without a readiness event.
 ///
+/// Nonces (replay): each keeper has a nonce window per service, so attestations about different
+/// services never wait for each other, and within a service they may land out of order. A nonce is
+/// accepted once: when above the highest accepted one, or among the 64 below it and not used yet;
+/// older ones count as used. `attest` reverts on a used nonce (`NonceUsed`); `attestBatch` skips
+/// such a member (`AttestationSkipped`, and a bit in its return value) and applies the others, so
+/// front-running one member cannot sink a relayed batch. Windows belong to the keeper-set version
+/// (signatures of an older version fail `WrongConfigVersion`): a rotation starts every window
+/// afresh, so a keeper that reached nonce `type(uint64).max` is never locked out for good.
+///
+/// Liveness: each accepted attestation records its keeper's last attestation time for the
+/// service (`keeperLiveness`). A service is `stale` while fewer than `quorum` keepers of the
+/// current set attested it within `attestationTtl`; one live keeper cannot keep it fresh.
+///
+/// Roles: the admin (OpenZeppelin `AccessControlDefaultAdminRules`: exactly one, handed over in
+/// two steps, `beginDefaultAdminTransfer` then `acceptDefaultAdminTransfer` by the new admin after
+/// `defaultAdminDelay`; never by `grantRole`) grants and revokes the governor (membership,
+/// keeper-set proposals) and guardian (freeze, cancel a keeper-set proposal) roles; the three are
+/// separate constructor arguments.
+///
 /// Reentrancy: the registry makes no external calls (the only call is the ecrecover precompile,
 /// a staticcall), holds no ether and no tokens, so there is nothing to re-enter.
 ///
 /// Cost: an attestation that changes nothing reads one slot each of the service config and state
-/// and the keeper; promotion reads each ready standby's region and latency from packed lanes (32
+/// and the keeper, and writes the keeper's slot for the service (nonce window, liveness); promotion reads each ready standby's region and latency from packed lanes (32
 /// regions, 8 latencies a slot) with a constant-time lowest-set-bit, so choosing among N ready
 /// standbys costs about N/8 storage reads; `setKeepers` is O(keepers), whatever the number of
 /// services.
@@ -105,7 +135,7 @@ interface IRouteRegistry {
     error DeadlineTooFar(uint64 deadline, uint256 maxDeadline);
     /// @notice Signed under another keeper-set version (e.g. the signer was rotated out).
     error WrongConfigVersion(uint32 signed, uint32 current);
-    /// @notice Signed against another topology epoch than the service's current one.
+    /// @notice Signed against a topology epoch other than the service's current or previous one.
     error WrongEpoch(uint32 signed, uint32 current);
     /// @notice The signature is malformed or recovers to no address.
     error InvalidSignature();
@@ -113,14 +143,19 @@ interface IRouteRegistry {
     error MalleableSignature(bytes32 s);
     /// @notice The recovered signer is not in the current keeper set.
     error NotKeeper(address signer);
-    /// @notice The keeper already had an attestation with this or a higher nonce accepted (replay).
-    error NonceTooLow(address keeper, uint64 nonce, uint64 lastNonce);
+    /// @notice The keeper's nonce for this service was already used, or lies more than 64 below its
+    /// highest accepted one (replay).
+    error NonceUsed(address keeper, bytes32 serviceId, uint64 nonce);
     /// @notice The same keeper signed twice in one batch.
     error DuplicateKeeper(address keeper);
     /// @notice A batch with no attestations or mismatched lengths.
     error InvalidBatch(uint256 attestations, uint256 signatures);
     /// @notice A batch mixing services.
     error MixedServices(bytes32 first, bytes32 other);
+    /// @notice `activateKeepers` or `cancelKeepers` without a proposed keeper set.
+    error NoPendingKeeperSet();
+    /// @notice `activateKeepers` before the proposal's delay elapsed.
+    error KeeperSetNotDue(uint64 activatesAt, uint256 nowTs);
     /// @notice A freeze longer than `MAX_FREEZE`.
     error FreezeTooLong(uint256 duration, uint256 max);
     /// @notice A freeze while one is in force, or before the gap after the last one elapsed.
@@ -128,6 +163,9 @@ interface IRouteRegistry {
 
     /* EVENTS */
 
+    /// @notice A batch member was skipped because its nonce was already used (e.g. it landed on its
+    /// own, or was front-run); the other members were applied.
+    event AttestationSkipped(bytes32 indexed serviceId, address indexed keeper, uint64 nonce);
     /// @notice A service was created.
     event ServiceCreated(bytes32 indexed serviceId, string name, ServiceConfig config);
     /// @notice A service's config was changed by governance.
@@ -143,6 +181,11 @@ interface IRouteRegistry {
     );
     /// @notice An endpoint was retired by governance.
     event EndpointRetired(bytes32 indexed serviceId, uint16 indexed endpoint);
+    /// @notice A keeper set was proposed; `activateKeepers` installs it (as `configVersion`) from
+    /// `activatesAt` on, unless the guardian or the admin cancels it first.
+    event KeeperSetProposed(uint32 indexed configVersion, address[] signers, bytes32[] vantages, uint64 activatesAt);
+    /// @notice The proposed keeper set (`configVersion`) was cancelled.
+    event KeeperSetCancelled(uint32 indexed configVersion);
     /// @notice The keeper set was replaced; every vote cast under an older version is void.
     event KeeperSetUpdated(uint32 indexed configVersion, address[] signers, bytes32[] vantages);
     /// @notice An endpoint moved from one state to another by keeper quorum.
@@ -209,13 +252,26 @@ interface IRouteRegistry {
     /// loses its readiness (`EndpointReadinessChanged(..., false)`).
     function retireEndpoint(bytes32 serviceId, uint16 endpoint) external;
 
-    /// @notice Replaces the keeper set and bumps the config version, voiding every vote and
-    /// signature made under the previous one. Requires the governor role. Refuses a set smaller
+    /// @notice Proposes a new keeper set; it replaces the current one only through
+    /// `activateKeepers`, `keeperSetDelay` seconds later (a new proposal replaces a pending one and
+    /// restarts the delay; the guardian or the admin can `cancelKeepers`), so no single governance
+    /// key can install keepers and force routes at once. With a delay of 0 (allowed only on chain
+    /// 31337, for local devnets) the set is installed in this call. Installing bumps the config
+    /// version, voiding every vote and signature made under the previous one. Requires the
+    /// governor role. Refuses (when proposed, and again when installed) a set smaller
     /// than the largest service quorum, or with fewer distinct vantages than the largest service
     /// `minVantages` (see `keeperSetBounds`). Costs O(keepers), independent of the number of services.
     /// @param signers Keeper addresses, at most `MAX_KEEPERS`, no duplicates, no zero address.
     /// @param vantages Each keeper's vantage tag (e.g. its region), same length as `signers`.
     function setKeepers(address[] calldata signers, bytes32[] calldata vantages) external;
+
+    /// @notice Installs the proposed keeper set once its delay elapsed (`KeeperSetUpdated`).
+    /// Requires the governor role.
+    function activateKeepers() external;
+
+    /// @notice Drops the proposed keeper set (`KeeperSetCancelled`). Requires the guardian or the
+    /// admin role.
+    function cancelKeepers() external;
 
     /// @notice Freezes keeper-driven changes of the active set of a service for `duration`
     /// seconds (at most `MAX_FREEZE`); votes and liveness are still recorded. Requires the guardian
@@ -233,13 +289,18 @@ interface IRouteRegistry {
     /// @notice Records one keeper's attestation and applies any transition its votes complete.
     /// Anyone may relay it. Checks, in order: service, deadline (not past, not beyond the
     /// service's `attestationTtl`), epoch, signature (65 bytes, non-malleable, non-zero signer),
-    /// keeper membership, config version, nonce. Accepting it refreshes the service's liveness (`lastAttestedAt`).
+    /// keeper membership, config version, nonce (the signer's window for the service). Accepting it
+    /// records the keeper's liveness for the service (`keeperLiveness`) and the service's `lastAttestedAt`.
     /// Emits no event of its own (the calldata is the record); transitions emit theirs.
     function attest(Attestation calldata attestation, bytes calldata signature) external;
 
     /// @notice As `attest` for several keepers' attestations of the same service in one call;
-    /// the set changes at most once (one epoch bump, one event).
-    function attestBatch(Attestation[] calldata attestations, bytes[] calldata signatures) external;
+    /// the set changes at most once (one epoch bump, one event). A member whose nonce was already
+    /// used is skipped (`AttestationSkipped`) instead of reverting the whole batch.
+    /// @return skipped Bit i set: member i was skipped.
+    function attestBatch(Attestation[] calldata attestations, bytes[] calldata signatures)
+        external
+        returns (uint256 skipped);
 
     /* VIEWS */
 
@@ -255,6 +316,15 @@ interface IRouteRegistry {
     /// @notice Full state of one endpoint.
     function endpoint(bytes32 serviceId, uint16 endpoint) external view returns (EndpointView memory);
 
+    /// @notice The keeper set waiting for activation (`activatesAt` 0: none).
+    function pendingKeepers()
+        external
+        view
+        returns (address[] memory signers, bytes32[] memory vantages, uint64 activatesAt);
+
+    /// @notice Seconds between a keeper-set proposal and its activation (a deploy parameter).
+    function keeperSetDelay() external view returns (uint32);
+
     /// @notice The current keeper set and its config version.
     function keepers() external view returns (uint32 configVersion, address[] memory signers, bytes32[] memory vantages);
 
@@ -267,8 +337,21 @@ interface IRouteRegistry {
         view
         returns (uint8 distinctVantages, uint8 minKeepers, uint8 minDistinctVantages);
 
-    /// @notice A keeper's last accepted nonce and whether it is in the current set.
-    function keeperState(address keeper) external view returns (bool active, uint8 index, uint64 lastNonce);
+    /// @notice Whether a keeper is in the current set, and its highest accepted nonce and last
+    /// attestation time for a service under the current keeper-set version (0 if none, also for
+    /// an unknown service: membership alone can be read with any id).
+    function keeperState(address keeper, bytes32 serviceId)
+        external
+        view
+        returns (bool active, uint8 index, uint64 lastNonce, uint64 lastAttestedAt);
+
+    /// @notice Each current keeper's last attestation time for the service under the current
+    /// keeper-set version (0 if none), and how many attested within `attestationTtl` (`live`); the
+    /// service is stale while `live < quorum`.
+    function keeperLiveness(bytes32 serviceId)
+        external
+        view
+        returns (address[] memory signers, uint64[] memory lastAttestedAt, uint256 live);
 
     /// @notice The EIP-712 digest a keeper signs for `attestation` on this registry.
     function attestationDigest(Attestation calldata attestation) external view returns (bytes32);

@@ -20,11 +20,13 @@ struct Verdict {
 struct Attestation {
     /// @dev The service the verdicts are about.
     bytes32 service;
-    /// @dev The service's topology epoch the keeper observed; must equal the current one.
+    /// @dev The service's topology epoch the keeper observed: the current one, or the previous one
+    /// (then verdicts on endpoints the last change touched are ignored).
     uint32 epoch;
     /// @dev The keeper-set version the keeper signed under; rotating the set voids older ones.
     uint32 configVersion;
-    /// @dev Strictly increasing per keeper (replay protection).
+    /// @dev Used once per (keeper, service) and keeper-set version; may land out of order within
+    /// a window of 64 below the highest accepted (replay protection).
     uint64 nonce;
     /// @dev Unix time after which the attestation is void.
     uint64 deadline;

@@ -74,7 +74,8 @@ struct RouteSet {
     uint32 epoch;
     /// @dev Time of the last accepted attestation for the service.
     uint64 lastAttestedAt;
-    /// @dev True when no attestation was accepted within `attestationTtl`: the set is fail-static.
+    /// @dev True while fewer than `quorum` current keepers attested within `attestationTtl`: the
+    /// set is fail-static.
     bool stale;
     /// @dev The active routes.
     Route[] routes;

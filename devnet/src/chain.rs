@@ -257,7 +257,7 @@ impl Devnet {
 
     /// Keeper `keeper` (1-based: anvil account `keeper`) signs and submits an attestation of
     /// `verdicts` about the devnet service, at the current epoch and config version, with the
-    /// next nonce; returns the transaction hash once mined.
+    /// keeper's next nonce for the service; returns the transaction hash once mined.
     pub async fn attest(&self, keeper: usize, verdicts: Vec<Verdict>) -> Result<TxHash> {
         debug_assert!((1..=self.keepers).contains(&keeper), "keeper {keeper} not registered");
         let signer = self.account(keeper);
@@ -269,7 +269,7 @@ impl Devnet {
         let service = self.service_id();
         let epoch = registry.service(service).call().await.map_err(|e| chain(&e))?.epoch;
         let keeper_state =
-            registry.keeperState(signer.address()).call().await.map_err(|e| chain(&e))?;
+            registry.keeperState(signer.address(), service).call().await.map_err(|e| chain(&e))?;
         let (version, _, _) =
             registry.keepers().call().await.map(|k| (k._0, k._1, k._2)).map_err(|e| chain(&e))?;
         let now = provider

@@ -10,7 +10,8 @@
 //! whose attestations that transaction carried (decoded from its `attest` / `attestBatch`
 //! calldata, each signer recovered from its EIP-712 signature), and the client calls the gateway
 //! answered under it. Then the keeper set with each keeper's last attestation (found in recent
-//! blocks: the registry has no `keeperLiveness` view yet), and the registry followed (chain id,
+//! blocks) and, per served service, its nonce and the last attestation time the registry
+//! recorded for it (its liveness, `keeperState`), and the registry followed (chain id,
 //! head, head age).
 //!
 //! The registry chain is read only while someone looks (a `/status.json` request in the last
@@ -255,7 +256,10 @@ struct KeeperMember {
     address: Address,
     vantage: B256,
     active: Option<bool>,
-    nonce: Option<u64>,
+    /// Per served service: the highest attestation nonce accepted and the last attestation time
+    /// the registry recorded (the registry keeps one nonce window and liveness per (keeper,
+    /// service)), `None` where the read failed.
+    per_service: Vec<(String, Option<(u64, u64)>)>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -720,8 +724,21 @@ impl Tracker {
             }
         };
         let (config_version, signers, vantages) = (set._0, set._1, set._2);
+        let services = &self.services;
         let states = join_all(signers.iter().map(|k| async move {
-            contract.keeperState(*k).call().await.ok().map(|s| (s.active, s.lastNonce))
+            // Membership with the first service's read (any id answers it), then one nonce each.
+            let reads = services.iter().map(|s| async move {
+                let state = contract.keeperState(*k, s.id).call().await.ok();
+                (s.name.clone(), state.map(|st| (st.active, st.lastNonce, st.lastAttestedAt)))
+            });
+            let per_service = join_all(reads).await;
+            let active = match per_service.first() {
+                Some((_, state)) => state.map(|s| s.0),
+                None => contract.keeperState(*k, B256::ZERO).call().await.ok().map(|s| s.active),
+            };
+            let per_service =
+                per_service.into_iter().map(|(name, s)| (name, s.map(|s| (s.1, s.2)))).collect();
+            (active, per_service)
         }))
         .await;
         let members = signers
@@ -731,8 +748,8 @@ impl Tracker {
             .map(|(i, (address, keeper_state))| KeeperMember {
                 address: *address,
                 vantage: vantages.get(i).copied().unwrap_or_default(),
-                active: keeper_state.map(|s| s.0),
-                nonce: keeper_state.map(|s| s.1),
+                active: keeper_state.0,
+                per_service: keeper_state.1,
             })
             .collect();
         let mut state = self.state();
@@ -1219,7 +1236,11 @@ fn keepers_json(state: &Tracked) -> Value {
                         "address": m.address,
                         "vantage": vantage(&m.vantage),
                         "active": m.active,
-                        "nonce": m.nonce,
+                        "per_service": m.per_service.iter().map(|(service, s)| json!({
+                            "service": service,
+                            "nonce": s.map(|s| s.0),
+                            "last_attested_at": s.map(|s| s.1),
+                        })).collect::<Vec<_>>(),
                         "last_attestation": state.last_attested.get(&m.address),
                     })
                 })
@@ -1229,7 +1250,6 @@ fn keepers_json(state: &Tracked) -> Value {
     json!({
         "config_version": state.keepers.as_ref().map(|s| s.config_version),
         "members": members,
-        "liveness_view": null,
         "searched_from_block": state.attest_from,
         "searched_to_block": state.attest_next.map(|n| n.saturating_sub(1)),
         "error": state.keepers_error,

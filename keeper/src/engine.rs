@@ -160,7 +160,20 @@ impl Engine {
         // Every configured service must exist: a typo never becomes a warning per round.
         for s in &config.services {
             match client.contract().service(service_id(&s.name)).call().await {
-                Ok(_) => {}
+                Ok(view) => {
+                    // A vote counts only while its keeper attested the service within the TTL:
+                    // heartbeats must come more often, or this keeper's votes lapse between them.
+                    let ttl = u64::from(view.config.attestationTtl);
+                    if config.submit.heartbeat_secs >= ttl {
+                        warn!(
+                            target: "keeper",
+                            service = %s.name,
+                            heartbeat_secs = config.submit.heartbeat_secs,
+                            attestation_ttl = ttl,
+                            "submit.heartbeat_secs is not below the service's attestationTtl: this keeper's votes expire between heartbeats and the service reads stale; lower submit.heartbeat_secs"
+                        );
+                    }
+                }
                 Err(e) => {
                     let e = lifeline_bindings::Error::from(e);
                     return Err(match e.revert() {
@@ -172,9 +185,10 @@ impl Engine {
                 }
             }
         }
+        // Membership only: any service id reads it (the nonce fields are per service).
         let keeper = client
             .contract()
-            .keeperState(me)
+            .keeperState(me, B256::ZERO)
             .call()
             .await
             .map_err(|e| StartupError::Registry { address, reason: e.to_string() })?;
@@ -413,7 +427,7 @@ impl Pipeline {
         let at = BlockId::number(block);
         let id = service.id;
         let view_call = contract.service(id).block(at);
-        let keeper_call = contract.keeperState(self.submitter.address()).block(at);
+        let keeper_call = contract.keeperState(self.submitter.address(), id).block(at);
         let (view, keeper) = tokio::try_join!(view_call.call(), keeper_call.call())?;
         let reads = (0..view.endpointCount).map(|i| {
             let call = contract.endpoint(id, i).block(at);
@@ -571,7 +585,8 @@ impl Pipeline {
             }
         }
         let me = self.submitter.address();
-        match self.client.contract().keeperState(me).call().await {
+        // Membership only: any service id reads it.
+        match self.client.contract().keeperState(me, B256::ZERO).call().await {
             Ok(state) if state.active => {
                 // Votes and bits change with the set: read everything again.
                 self.set_in_set(true);

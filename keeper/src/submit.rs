@@ -3,13 +3,14 @@
 //! writes fail over too.
 //!
 //! ```text
-//!  sign:     epoch, keeper nonce, config version, chain time: one block's state
+//!  sign:     epoch, the keeper's nonce for the service (the registry keeps one window per
+//!            (keeper, service)), config version, chain time: one block's state
 //!  simulate: "epoch moved" = another keeper did it (superseded, fine); a nonce race re-signs
 //!  send:     account nonce = the mined count (a transaction of ours still pending at that nonce
 //!            is replaced, never queued behind); explicit gas and capped fees; signed here,
 //!            so the hash is known whatever the node answers
 //!  watch:    every hash sent for that nonce (receipt errors are "unknown", not "stuck"), and
-//!            the registry's nonce for this keeper: past the attestation's = accepted, even when
+//!            the registry's nonce for this keeper and service: past the attestation's = accepted, even when
 //!            no receipt ever shows; the account nonce moved without it = not accepted
 //!  replace:  no sign of landing within receipt_timeout_secs: same nonce, fees + fee_bump_pct,
 //!            up to the caps; at most max_attempts sends, all before the attestation's deadline
@@ -257,7 +258,7 @@ impl Submitter {
                             e.signed, e.current
                         )));
                     }
-                    Some(RouteRegistryErrors::NonceTooLow(_)) => {
+                    Some(RouteRegistryErrors::NonceUsed(_)) => {
                         debug!(target: "keeper::submit", attempt, "attestation nonce raced; re-reading");
                         continue;
                     }
@@ -297,7 +298,7 @@ impl Submitter {
         let at = BlockId::number(head.header.number);
         let me = self.address();
         let service_call = self.registry.service(service).block(at);
-        let keeper_call = self.registry.keeperState(me).block(at);
+        let keeper_call = self.registry.keeperState(me, service).block(at);
         let version_call = self.registry.keepers().block(at);
         let (view, keeper, version) =
             tokio::try_join!(service_call.call(), keeper_call.call(), version_call.call())
@@ -529,7 +530,7 @@ impl Submitter {
         let me = self.address();
         let head = self.provider.get_block_number().await.ok()?;
         let at = BlockId::number(head);
-        let keeper = self.registry.keeperState(me).block(at).call().await.ok()?;
+        let keeper = self.registry.keeperState(me, report.service).block(at).call().await.ok()?;
         if keeper.lastNonce >= report.nonce {
             info!(
                 target: "keeper::submit",

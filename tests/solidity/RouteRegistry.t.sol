@@ -186,7 +186,7 @@ contract RouteRegistryTest is RegistryTest {
         (uint32 version, address[] memory current,) = registry.keepers();
         vm.assertEq(version, 2, "version bumped");
         vm.assertEq(current.length, 2, "replaced");
-        (bool active,,) = registry.keeperState(keeperAddrs[3]);
+        (bool active,,,) = registry.keeperState(keeperAddrs[3], SERVICE);
         vm.assertFalse(active, "rotated out");
     }
 
@@ -352,8 +352,15 @@ contract RouteRegistryTest is RegistryTest {
         _vote(1, 1, false);
         vm.assertTrue(_isActive(1), "second demotion deferred");
 
-        // After the window, the next attestation (even a heartbeat) completes it.
-        vm.warp(vm.getBlockTimestamp() + 601);
+        // After the window, the next attestation (even a heartbeat) completes it. Keepers 0 and 1
+        // stay live meanwhile (heartbeats): a vote counts only while its keeper is live.
+        for (uint256 beat; beat < 3; ++beat) {
+            vm.warp(vm.getBlockTimestamp() + 195);
+            _submit(0, SERVICE, _none());
+            _submit(1, SERVICE, _none());
+        }
+        vm.assertTrue(_isActive(1), "still within the window (585 s)");
+        vm.warp(vm.getBlockTimestamp() + 16);
         _submit(2, SERVICE, _none());
         vm.assertTrue(_status(1) == EndpointStatus.Demoted, "completed after the window");
     }
@@ -456,8 +463,10 @@ contract RouteRegistryTest is RegistryTest {
         vm.warp(vm.getBlockTimestamp() + 400);
         vm.assertTrue(registry.authorisedRoutes(SERVICE).stale, "stale after the TTL");
         _submit(2, SERVICE, _none());
+        vm.assertTrue(registry.authorisedRoutes(SERVICE).stale, "one live keeper is below quorum");
+        _submit(3, SERVICE, _none());
         RouteSet memory set = registry.authorisedRoutes(SERVICE);
-        vm.assertFalse(set.stale, "fresh again");
+        vm.assertFalse(set.stale, "fresh again: a quorum of keepers live");
         vm.assertEq(set.lastAttestedAt, vm.getBlockTimestamp(), "liveness");
         vm.assertEq(set.epoch, 1, "no change");
     }

@@ -43,7 +43,7 @@ contract SecurityTest is RegistryTest {
         Attestation memory a = _attestation(0, SERVICE, _one(0, false));
         bytes memory sig = _sign(keeperKeys[0], a);
         registry.attest(a, sig);
-        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.NonceTooLow.selector, keeperAddrs[0], a.nonce, a.nonce));
+        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.NonceUsed.selector, keeperAddrs[0], SERVICE, a.nonce));
         registry.attest(a, sig);
     }
 
@@ -52,7 +52,9 @@ contract SecurityTest is RegistryTest {
         bytes memory sig = _sign(keeperKeys[2], stale);
         _vote(0, 0, false);
         _vote(1, 0, false); // failover: epoch 1 -> 2
-        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.WrongEpoch.selector, 1, 2));
+        _vote(0, 1, false);
+        _vote(1, 1, false); // failover: epoch 2 -> 3 (the previous epoch is accepted, F15)
+        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.WrongEpoch.selector, 1, 3));
         registry.attest(stale, sig);
     }
 
@@ -88,7 +90,7 @@ contract SecurityTest is RegistryTest {
     }
 
     function test_security_rejectsWrongRegistryAddressInDomain() public {
-        RouteRegistry other = new RouteRegistry(admin, guardian);
+        RouteRegistry other = new RouteRegistry(admin, admin, guardian, 0, 0);
         Attestation memory a = _attestation(0, SERVICE, _one(0, false));
         (uint8 v, bytes32 r, bytes32 s) = vm.sign(keeperKeys[0], other.attestationDigest(a));
         _expectNotKeeperOfOtherDigest(a, abi.encodePacked(r, s, v));

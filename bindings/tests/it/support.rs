@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use alloy::{
     network::EthereumWallet,
     node_bindings::{Anvil, AnvilInstance},
-    primitives::Address,
+    primitives::{Address, aliases::U48},
     providers::{DynProvider, Provider, ProviderBuilder},
     signers::local::PrivateKeySigner,
 };
@@ -37,7 +37,10 @@ impl Chain {
             .wallet(EthereumWallet::from(deployer))
             .connect_http(format!("http://127.0.0.1:{}", anvil.port()).parse()?)
             .erased();
-        let registry = RouteRegistry::deploy(provider.clone(), admin, admin).await?;
+        // admin = governor = guardian; keeper-set delay 0 (anvil's chain id is 31337, the one
+        // chain where it is allowed); admin-transfer delay 0.
+        let registry =
+            RouteRegistry::deploy(provider.clone(), admin, admin, admin, 0, U48::ZERO).await?;
         Ok(Self { anvil, provider, registry: *registry.address() })
     }
 

@@ -107,7 +107,8 @@ impl Net {
         let signer = self.keeper(keeper);
         let registry = RouteRegistry::new(self.chain.registry, &self.chain.provider);
         let epoch = registry.service(self.service).call().await?.epoch;
-        let nonce = registry.keeperState(signer.address()).call().await?.lastNonce + 1;
+        let nonce =
+            registry.keeperState(signer.address(), self.service).call().await?.lastNonce + 1;
         let version = registry.keepers().call().await?._0;
         let now = self
             .chain

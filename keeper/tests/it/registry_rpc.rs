@@ -48,7 +48,11 @@ async fn registry_rpc_on_another_chain_is_dropped() -> eyre::Result<()> {
 
     let chain = ProviderBuilder::new().connect_http(devnet.rpc_url().parse()?);
     let registry = RouteRegistry::new(devnet.registry(), &chain);
-    assert_eq!(registry.keeperState(address).call().await?.lastNonce, 1, "landed on the registry");
+    assert_eq!(
+        registry.keeperState(address, devnet.service_id()).call().await?.lastNonce,
+        1,
+        "landed on the registry"
+    );
     let elsewhere = ProviderBuilder::new().connect_http(other_url.parse()?);
     assert_eq!(
         elsewhere.get_transaction_count(address).await?,
@@ -107,7 +111,7 @@ async fn empty_call_result_moves_to_the_next_url() -> eyre::Result<()> {
     assert!(matches!(outcome, Submitted::Accepted { .. }), "{outcome:?}");
     let chain = ProviderBuilder::new().connect_http(devnet.rpc_url().parse()?);
     let registry = RouteRegistry::new(devnet.registry(), &chain);
-    assert_eq!(registry.keeperState(address).call().await?.lastNonce, 1);
+    assert_eq!(registry.keeperState(address, devnet.service_id()).call().await?.lastNonce, 1);
     Ok(())
 }
 

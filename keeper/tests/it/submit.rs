@@ -79,7 +79,11 @@ async fn lagging_receipt_counts_the_landed_attestation() -> eyre::Result<()> {
     let keeper = devnet.account(1).address();
     let registry = lifeline_bindings::RouteRegistry::new(devnet.registry(), &chain);
     assert_eq!(chain.get_transaction_count(keeper).await?, 1, "one transaction sent, not more");
-    assert_eq!(registry.keeperState(keeper).call().await?.lastNonce, 1, "and it was accepted");
+    assert_eq!(
+        registry.keeperState(keeper, devnet.service_id()).call().await?.lastNonce,
+        1,
+        "and it was accepted"
+    );
     let outcome = outcome?;
     assert!(!matches!(outcome, Submitted::Superseded(_)), "landed, not superseded: {outcome:?}");
     Ok(())
@@ -99,7 +103,13 @@ async fn lagging_receipts_do_not_make_the_keeper_resend() -> eyre::Result<()> {
     tokio::time::sleep(Duration::from_secs(12)).await;
     let sent = net.sent_by(1).await?;
     let address = net.devnet.account(1).address();
-    let accepted = net.registry.contract().keeperState(address).call().await?.lastNonce;
+    let accepted = net
+        .registry
+        .contract()
+        .keeperState(address, net.devnet.service_id())
+        .call()
+        .await?
+        .lastNonce;
     let text = keeper.metrics.render();
     keeper.stop().await?;
     assert!((1..=3).contains(&sent), "{sent} attestation transactions in 12 s, expected 1 to 3");

@@ -113,7 +113,7 @@ contract RegistryHandler {
         (uint32 version,,) = registry.keepers();
         address signer = vm.addr(keys[keeper]);
         // Continue from the keeper's nonce on chain (the fixture's bootstrap already used some).
-        (,, uint64 lastNonce) = registry.keeperState(signer);
+        (,, uint64 lastNonce,) = registry.keeperState(signer, service);
         a = Attestation({
             service: service,
             epoch: registry.service(service).epoch,

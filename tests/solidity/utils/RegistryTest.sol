@@ -19,11 +19,11 @@ abstract contract RegistryTest {
     bytes32 internal constant SERVICE = keccak256("eth/rpc");
     uint64 internal constant CHAIN_ID = 31337;
 
-    mapping(address keeper => uint64) internal nextNonce;
+    mapping(address keeper => mapping(bytes32 serviceId => uint64)) internal nextNonce;
 
     function setUp() public virtual {
         vm.warp(1_700_000_000);
-        registry = new RouteRegistry(admin, guardian);
+        registry = new RouteRegistry(admin, admin, guardian, 0, 0);
         bytes32[] memory vantages = new bytes32[](4);
         for (uint256 i; i < 4; ++i) {
             uint256 key = 0xA11CE + i;
@@ -92,7 +92,7 @@ abstract contract RegistryTest {
             service: id,
             epoch: registry.service(id).epoch,
             configVersion: version,
-            nonce: ++nextNonce[signer],
+            nonce: ++nextNonce[signer][id],
             deadline: uint64(vm.getBlockTimestamp() + 60),
             verdicts: verdicts
         });

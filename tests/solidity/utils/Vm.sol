@@ -26,6 +26,9 @@ interface Vm {
     function startPrank(address msgSender) external;
     function stopPrank() external;
     function warp(uint256 newTimestamp) external;
+    function chainId(uint256 newChainId) external;
+    function getCode(string calldata artifactPath) external view returns (bytes memory creationBytecode);
+    function envOr(string calldata name, uint256 defaultValue) external view returns (uint256);
     /// @dev The current block timestamp. Read the clock with this after `warp`, never with
     /// `block.timestamp`: with via-IR, the optimizer may reuse a `block.timestamp` read from
     /// before the warp (the call is opaque to it, the opcode is not).

@@ -89,7 +89,7 @@ async fn restarted_keeper_continues_without_replaying_or_losing_attestations() -
 
     // Crash keeper 1 mid-flight, then start it again.
     let keeper = devnet.account(1).address();
-    let before = client.contract().keeperState(keeper).call().await?.lastNonce;
+    let before = client.contract().keeperState(keeper, devnet.service_id()).call().await?.lastNonce;
     keepers[0].kill();
     let config = devnet.keeper_config(&toolchain, 1, &KeeperOptions::default())?;
     keepers[0] = devnet.spawn_keeper(&toolchain, Path::new(LIFELINE), 1, &config)?;
@@ -101,7 +101,8 @@ async fn restarted_keeper_continues_without_replaying_or_losing_attestations() -
     wait_for(&client, &devnet, Duration::from_secs(40), |s| !ids(s).contains(&victim)).await?;
     let started = Instant::now();
     loop {
-        let after = client.contract().keeperState(keeper).call().await?.lastNonce;
+        let after =
+            client.contract().keeperState(keeper, devnet.service_id()).call().await?.lastNonce;
         if after > before {
             break;
         }
@@ -143,7 +144,10 @@ async fn restarted_keeper_continues_without_replaying_or_losing_attestations() -
             }
         }
     }
-    assert_eq!(accepted_up_to, client.contract().keeperState(keeper).call().await?.lastNonce);
+    assert_eq!(
+        accepted_up_to,
+        client.contract().keeperState(keeper, devnet.service_id()).call().await?.lastNonce
+    );
     assert!(sent >= 2, "keeper 1 attested before and after its restart ({sent} txs)");
     Ok(())
 }

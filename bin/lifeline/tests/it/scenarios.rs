@@ -130,10 +130,22 @@ async fn keeper_crash_and_restart_does_not_stop_failover() -> eyre::Result<()> {
     let lifeline = std::path::Path::new(env!("CARGO_BIN_EXE_lifeline"));
     world.keepers[0] = Some(world.devnet.spawn_keeper(&world.toolchain, lifeline, 1, &config)?);
     let keeper = world.devnet.account(1).address();
-    let before = world.registry.contract().keeperState(keeper).call().await?.lastNonce;
+    let before = world
+        .registry
+        .contract()
+        .keeperState(keeper, world.devnet.service_id())
+        .call()
+        .await?
+        .lastNonce;
     let mut after = before;
     for _ in 0..150 {
-        after = world.registry.contract().keeperState(keeper).call().await?.lastNonce;
+        after = world
+            .registry
+            .contract()
+            .keeperState(keeper, world.devnet.service_id())
+            .call()
+            .await?
+            .lastNonce;
         if after > before {
             break;
         }

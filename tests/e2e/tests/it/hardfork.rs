@@ -125,7 +125,7 @@ async fn attest<P: Provider>(
     let service = service_id(SERVICE);
     let epoch = registry.service(service).call().await?.epoch;
     let version = registry.keepers().call().await?._0;
-    let nonce = registry.keeperState(keeper.address()).call().await?.lastNonce + 1;
+    let nonce = registry.keeperState(keeper.address(), service).call().await?.lastNonce + 1;
     let now = registry
         .provider()
         .get_block_by_number(BlockNumberOrTag::Latest)
