@@ -4,6 +4,7 @@ pragma solidity ^0.8.28;
 import {IRouteRegistry} from "./interfaces/IRouteRegistry.sol";
 import {ServiceConfig, EndpointStatus} from "./types/Service.sol";
 import {Bitmap} from "./libraries/Bitmap.sol";
+import {EndpointUrl} from "./libraries/EndpointUrl.sol";
 import {RegistryStorage} from "./RegistryStorage.sol";
 
 /// @title RegistryGovernance
@@ -66,7 +67,7 @@ contract RegistryGovernance is RegistryStorage {
         Service storage s = _existing(serviceId);
         index = s.state.endpointCount;
         if (index >= MAX_ENDPOINTS) revert IRouteRegistry.TooManyEndpoints(serviceId);
-        if (bytes(url).length == 0) revert IRouteRegistry.InvalidConfig("url", 0);
+        EndpointUrl.check(url);
 
         bytes32 regionHash = keccak256(bytes(region));
         uint8 regionId = s.regionIds[regionHash];
@@ -97,7 +98,7 @@ contract RegistryGovernance is RegistryStorage {
         if (s.endpoints[index].status == EndpointStatus.Retired) {
             revert IRouteRegistry.EndpointIsRetired(serviceId, index);
         }
-        if (bytes(url).length == 0) revert IRouteRegistry.InvalidConfig("url", 0);
+        EndpointUrl.check(url);
         EndpointInfo storage info = s.info[index];
         bool urlChanged = keccak256(bytes(info.url)) != keccak256(bytes(url));
         info.url = url;

@@ -4,6 +4,7 @@ pragma solidity ^0.8.28;
 import {vm} from "../tests/solidity/utils/Vm.sol";
 import {RouteRegistry} from "../contracts/RouteRegistry.sol";
 import {ServiceConfig} from "../contracts/types/Service.sol";
+import {EndpointUrl} from "../contracts/libraries/EndpointUrl.sol";
 import {Deployments, svm} from "./Deploy.s.sol";
 
 /// @notice Applies a JSON configuration (keepers, services, endpoints) to a deployed registry, so
@@ -138,14 +139,40 @@ contract Configure {
         string memory endpoints = string.concat(path, ".endpoints");
         for (uint256 i = existing; vm.keyExistsJson(json, _at(endpoints, i)); ++i) {
             string memory e = _at(endpoints, i);
+            string memory url = vm.parseJsonString(json, string.concat(e, ".url"));
+            // The registry's own rule, checked before anything is sent (names the entry).
+            _checkUrl(string.concat(e, ".url"), url);
             registry.addEndpoint(
                 id,
-                vm.parseJsonString(json, string.concat(e, ".url")),
+                url,
                 vm.parseJsonString(json, string.concat(e, ".region")),
                 vm.parseJsonString(json, string.concat(e, ".provider")),
                 vm.parseJsonAddress(json, string.concat(e, ".operator"))
             );
         }
+    }
+
+    /// @dev Reverts naming `key` when `url` breaks `EndpointUrl`'s rule (see the registry).
+    function _checkUrl(string memory key, string memory url) internal view {
+        try this.checkUrl(url) {}
+        catch (bytes memory reason) {
+            revert(string.concat(key, " = ", url, ": refused by the registry's URL rule (", _reason(reason), ")"));
+        }
+    }
+
+    /// @dev External so `_checkUrl` can catch its revert.
+    function checkUrl(string memory url) external pure {
+        EndpointUrl.check(url);
+    }
+
+    function _reason(bytes memory revertData) internal pure returns (string memory) {
+        if (revertData.length < 4) return "no reason";
+        bytes memory args = new bytes(revertData.length - 4);
+        for (uint256 i; i < args.length; ++i) {
+            args[i] = revertData[i + 4];
+        }
+        (, string memory why) = abi.decode(args, (string, string));
+        return why;
     }
 
     function _at(string memory array, uint256 i) internal pure returns (string memory) {

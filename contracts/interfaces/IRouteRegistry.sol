@@ -127,6 +127,8 @@ interface IRouteRegistry {
     error EndpointIsRetired(bytes32 serviceId, uint256 endpoint);
     /// @notice A service config field is out of range; `field` names it.
     error InvalidConfig(string field, uint256 value);
+    /// @notice An endpoint URL is refused (see `addEndpoint`); `reason` says why.
+    error InvalidUrl(string url, string reason);
     /// @notice A keeper-set argument is invalid; `field` names it.
     error InvalidKeeperSet(string field, uint256 value);
     /// @notice The attestation's deadline has passed.
@@ -227,7 +229,10 @@ interface IRouteRegistry {
     function configureService(bytes32 serviceId, ServiceConfig calldata config) external;
 
     /// @notice Adds an endpoint as a Standby that is not ready: only a keeper quorum can make it serve.
-    /// Requires the governor role.
+    /// Requires the governor role. The URL must be http, https, ws or wss, at most 256 bytes of
+    /// printable ASCII, with no user info (`user:pass` before the host; `InvalidUrl` otherwise): secrets never go on-chain;
+    /// a private endpoint is registered as a template (`https://host/v2/${KEY}`) that each
+    /// keeper and client fills from its own configuration, for the hosts it allows.
     /// @return endpoint The new endpoint's index within the service.
     function addEndpoint(
         bytes32 serviceId,

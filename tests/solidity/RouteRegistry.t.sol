@@ -88,8 +88,60 @@ contract RouteRegistryTest is RegistryTest {
 
     function test_addEndpoint_revertsOnEmptyUrl() public {
         vm.prank(admin);
-        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.InvalidConfig.selector, "url", 0));
+        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.InvalidUrl.selector, "", "empty"));
         registry.addEndpoint(SERVICE, "", "eu-west", "acme", address(7));
+    }
+
+    function test_addEndpoint_acceptsHttpWsUrlsAndTemplates() public {
+        string[4] memory ok =
+            ["https://eth-mainnet.example/v2/${ALCHEMY_KEY}", "http://127.0.0.1:8545", "wss://x.example/ws", "ws://h"];
+        for (uint256 i; i < ok.length; ++i) {
+            vm.prank(admin);
+            registry.addEndpoint(SERVICE, ok[i], "eu-west", "acme", address(7));
+        }
+    }
+
+    function test_addEndpoint_refusesOtherSchemesCredentialsAndOddBytes() public {
+        string[7] memory bad = [
+            "ftp://x.example/",
+            "javascript:alert(1)",
+            "https://user:pass@x.example/",
+            "https://key@x.example/",
+            "https://x.example/a b",
+            "https://",
+            "HTTPS://x.example/"
+        ];
+        string[7] memory why = [
+            "scheme is not http, https, ws or wss",
+            "scheme is not http, https, ws or wss",
+            "credentials (user:pass@) in the URL",
+            "credentials (user:pass@) in the URL",
+            "not printable ASCII",
+            "no host",
+            "scheme is not http, https, ws or wss"
+        ];
+        for (uint256 i; i < bad.length; ++i) {
+            vm.prank(admin);
+            vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.InvalidUrl.selector, bad[i], why[i]));
+            registry.addEndpoint(SERVICE, bad[i], "eu-west", "acme", address(7));
+        }
+        bytes memory long = new bytes(257);
+        for (uint256 i; i < long.length; ++i) {
+            long[i] = "a";
+        }
+        string memory tooLong = string.concat("https://", string(long));
+        vm.prank(admin);
+        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.InvalidUrl.selector, tooLong, "longer than 256 bytes"));
+        registry.addEndpoint(SERVICE, tooLong, "eu-west", "acme", address(7));
+        // An @ after the host (in the path or query) is not user info.
+        vm.prank(admin);
+        registry.addEndpoint(SERVICE, "https://x.example/u@v?w=@", "eu-west", "acme", address(7));
+        // updateEndpoint checks the same way.
+        vm.prank(admin);
+        vm.expectRevert(
+            abi.encodeWithSelector(IRouteRegistry.InvalidUrl.selector, bad[2], "credentials (user:pass@) in the URL")
+        );
+        registry.updateEndpoint(SERVICE, 0, bad[2], "acme", address(7));
     }
 
     function test_addEndpoint_revertsWhenServiceFull() public {

@@ -11,6 +11,10 @@ contract ConfigureHarness is Configure {
     function config(string memory json) external pure returns (ServiceConfig memory) {
         return _config(json, ".config");
     }
+
+    function url(string memory key, string memory value) external view {
+        _checkUrl(key, value);
+    }
 }
 
 /// @notice The scripts' input checks, without a chain: Configure.s.sol never truncates a number
@@ -55,6 +59,16 @@ contract ScriptsTest {
                 ".config.", field, " = ", vm.toString(value), " is out of range (at most ", vm.toString(limit), ")"
             )
         );
+    }
+
+    function test_configure_refusesAnEndpointUrlTheRegistryWouldRefuseNamingIt() public {
+        vm.expectRevert(
+            bytes(
+                ".services[0].endpoints[1].url = https://u:p@x.example/: refused by the registry's URL rule (credentials (user:pass@) in the URL)"
+            )
+        );
+        configure.url(".services[0].endpoints[1].url", "https://u:p@x.example/");
+        configure.url(".services[0].endpoints[0].url", "https://x.example/v2/${KEY}");
     }
 
     function test_configure_rejectsQuorum258NamingFieldAndValue() public {
