@@ -1,9 +1,10 @@
 //! `make bench`: the failover benchmark, at 250 ms, 1 s and 2 s blocks. Each run is a devnet
 //! (four endpoint proxies) with three keeper processes (quorum 2) configured exactly as
 //! `config/keeper.example.toml` ships except `probe.interval_ms = 500`. Each kill takes down the
-//! first active endpoint and measures the time until the on-chain set excludes it (MTTR), split
-//! from the keepers' logs into detect (kill -> the quorum-completing keeper flags it), submit
-//! (flag -> its vote transaction sent) and include (sent -> the set seen without it).
+//! first active endpoint, at a random moment of a block, and measures the time until the
+//! on-chain set excludes it (MTTR), split from the keepers' logs into detect (kill -> the
+//! quorum-completing keeper flags it), submit (flag -> its vote transaction sent) and include
+//! (sent -> the set seen without it).
 //!
 //! At 1 s blocks three clients face the same kills side by side: (a) Lifeline's failover
 //! transport following the registry, (b) a plain alloy HTTP provider on the initially active
@@ -210,6 +211,10 @@ async fn run(toolchain: &Toolchain, block_time_ms: u64) -> eyre::Result<Run> {
     let mut kills = Vec::new();
     for kill in 1..=KILLS {
         let victim = ready_to_kill(&registry, service).await?;
+        // Readiness is seen right after a block: without this pause every kill would fall just
+        // after one (the worst phase for inclusion). Outages come at any moment of a block.
+        let phase = random_below(block_time_ms, kill as u64);
+        tokio::time::sleep(Duration::from_millis(phase)).await;
         devnet.proxies()[usize::from(victim)].set(Fault::Down);
         let (killed, killed_at) = (Instant::now(), SystemTime::now());
         let excluded_at = loop {
@@ -378,6 +383,15 @@ fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let days = era * 146_097 + doe - 719_468;
     let secs = days * 86_400 + h * 3600 + min * 60 + sec;
     Some(UNIX_EPOCH + Duration::from_micros(u64::try_from(secs * 1_000_000 + micros).ok()?))
+}
+
+/// A pseudo-random number below `bound` (splitmix64 of the clock and `salt`).
+fn random_below(bound: u64, salt: u64) -> u64 {
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    let mut z = nanos ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) % bound.max(1)
 }
 
 fn ms_between(from: SystemTime, to: SystemTime) -> u64 {
