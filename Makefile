@@ -77,11 +77,11 @@ bench: bench-transport bench-failover bench-keeper-scale bench-gateway bench-fau
 bench-transport: deps ## Failover transport vs direct alloy HTTP -> target/bench/transport.json
 	cargo bench -p lifeline-bindings --bench transport
 
-bench-failover: deps ## Keeper-driven MTTR over 20 kills, three clients side by side -> target/bench/failover.json
+bench-failover: deps ## Keeper-driven MTTR, 20 kills each at 250 ms / 1 s / 2 s blocks, three clients side by side -> target/bench/failover.json
 	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline --bench failover
 
-bench-keeper-scale: deps ## One keeper probing 1,008 endpoints at 1 Hz -> target/bench/keeper-scale.json
-	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline --bench keeper_scale
+bench-keeper-scale: deps ## One keeper probing 1,008 and 10,000 endpoints at 1 Hz -> target/bench/keeper-scale.json
+	ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn) 2>/dev/null || true; cargo bench -p lifeline --bench keeper_scale
 
 bench-gateway: deps ## Gateway vs direct vs a plain proxy; WS failovers -> target/bench/gateway.json
 	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline-gateway --bench gateway

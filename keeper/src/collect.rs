@@ -1,6 +1,8 @@
 //! Collect for JSON-RPC endpoints: one round of probes across a service's endpoints, judged
 //! against each other (corroborated head, majority hash and state root at that height).
 
+use std::time::Instant;
+
 use alloy::{
     primitives::{Address, B256},
     transports::http::reqwest::Url,
@@ -44,6 +46,8 @@ pub struct JsonRpcRound<'a> {
     pub chain_id: u64,
     /// Account whose state proof is verified, if any.
     pub proof_account: Option<Address>,
+    /// When the round was scheduled to start (each head probe's start delay is measured from it).
+    pub scheduled: Instant,
 }
 
 impl JsonRpcRound<'_> {
@@ -52,6 +56,7 @@ impl JsonRpcRound<'_> {
         // Phase 1: heads.
         let heads = join_all(endpoints.iter().map(|(index, url)| async move {
             let _permit = self.limit.acquire().await;
+            self.metrics.probe_start_delay.observe(self.scheduled.elapsed().as_secs_f64());
             let (latency, head) = self.prober.head(url).await;
             (*index, latency, head)
         }))

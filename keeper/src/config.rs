@@ -127,7 +127,8 @@ pub struct ProbeConfig {
     pub max_response_bytes: usize,
     /// Probes in flight at once (default 256).
     pub max_concurrency: usize,
-    /// Random delay added to each round, as a percentage of the interval (default 10).
+    /// Random shift of each round's start, up to half this percentage of the interval early or
+    /// late, so keepers do not align while the mean period stays the interval (default 10).
     pub jitter_pct: u8,
     /// Re-read the endpoint list from the registry at least this often, s (default 30).
     pub refresh_secs: u64,
@@ -179,7 +180,8 @@ impl ProbeConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct JudgeConfig {
-    /// Consecutive failed rounds before flagging an endpoint (F, default 2).
+    /// Consecutive failed probes before flagging an endpoint (F, default 2); a probe that fails
+    /// outright is re-probed at once, so a dead endpoint is flagged within one round.
     pub fail_after: u32,
     /// Consecutive good rounds before clearing it (R, default 2).
     pub recover_after: u32,

@@ -27,7 +27,7 @@ use alloy::{
     providers::{DynProvider, Provider},
     transports::http::reqwest::Url,
 };
-use futures_util::future::{join_all, try_join_all};
+use futures_util::{StreamExt, TryStreamExt, future::join_all, stream};
 use lifeline_bindings::{
     RegistryClient, Verdict as WireVerdict, client::Status,
     registry::RouteRegistry::RouteRegistryErrors, secrets::Secrets, service_id,
@@ -41,7 +41,7 @@ use crate::{
     decide::{OnChain, vote_to_cast},
     judge::{Finding, Tracker, Verdict},
     metrics::Metrics,
-    probe::Prober,
+    probe::{ProbeFailure, Prober},
     rpc::RegistryRpc,
     startup::StartupError,
     submit::{SubmitError, Submitted, Submitter},
@@ -53,6 +53,11 @@ const WARN_MAX: Duration = Duration::from_secs(300);
 /// First and longest pause between keeper-set checks while the key is not in the set.
 const MEMBERSHIP_FIRST: Duration = Duration::from_secs(1);
 const MEMBERSHIP_MAX: Duration = Duration::from_secs(60);
+/// Registry reads in flight at once while reading one service's endpoints.
+const REGISTRY_READS: usize = 16;
+/// Pause before re-probing an endpoint whose probe just failed (see
+/// [`Pipeline::confirm_suspects`]): long enough that a dropped connection is not counted twice.
+const CONFIRM_GAP: Duration = Duration::from_millis(50);
 
 /// One endpoint as the keeper knows it.
 #[derive(Debug, Clone)]
@@ -271,7 +276,7 @@ impl Engine {
     }
 
     /// Runs rounds until `shutdown` turns true; a round in progress finishes first.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) -> eyre::Result<()> {
+    pub async fn run(mut self, shutdown: watch::Receiver<bool>) -> eyre::Result<()> {
         info!(
             target: "keeper",
             keeper = %self.address(),
@@ -280,37 +285,57 @@ impl Engine {
             interval_ms = self.pipeline.config.probe.interval_ms,
             "keeper started"
         );
-        let mut round: u64 = 0;
         let pipeline = &self.pipeline;
-        loop {
-            let started = Instant::now();
-            pipeline.check_membership().await;
-            // Services' rounds run concurrently; submissions are serialised in the submitter.
-            join_all(self.services.iter_mut().map(|service| pipeline.round(service))).await;
-            round += 1;
-            let interval = pipeline.config.probe.interval();
-            let jitter = jitter(interval, pipeline.config.probe.jitter_pct, round);
-            let sleep = interval.saturating_sub(started.elapsed()) + jitter;
-            tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                _ = shutdown.changed() => {}
-            }
-            if *shutdown.borrow() {
-                info!(target: "keeper", rounds = round, "shutting down; waiting for submissions in flight");
-                for service in &mut self.services {
-                    if let Some(handle) = service.inflight.take() {
-                        let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
-                    }
-                }
-                return Ok(());
-            }
-        }
+        let count = self.services.len() as u32;
+        // Each service runs its own rounds, phased evenly over the interval, so the probes of
+        // many services are spread over the second instead of all starting at once.
+        join_all(self.services.iter_mut().enumerate().map(|(k, service)| {
+            let phase = pipeline.config.probe.interval() * k as u32 / count.max(1);
+            pipeline.rounds(service, phase, shutdown.clone())
+        }))
+        .await;
+        Ok(())
     }
 }
 
 impl Pipeline {
-    /// One pass of the pipeline for one service. Registry trouble skips only the attest step.
-    async fn round(&self, service: &mut ServiceWatch) {
+    /// Runs `service`'s rounds, the first after `phase`, then one per interval (each moved by
+    /// its jitter, which averages zero so the rate stays one round per interval), until
+    /// `shutdown` turns true; a round in progress finishes first. A round that overruns its
+    /// interval is followed by the next one at once (no burst to catch up).
+    async fn rounds(
+        &self,
+        service: &mut ServiceWatch,
+        phase: Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let interval = self.config.probe.interval();
+        let mut scheduled = Instant::now() + phase;
+        let mut round: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(scheduled.into()) => {}
+                _ = shutdown.changed() => {}
+            }
+            if *shutdown.borrow() {
+                if let Some(handle) = service.inflight.take() {
+                    info!(target: "keeper", service = %service.config.name, rounds = round, "shutting down; waiting for the submission in flight");
+                    let _ = tokio::time::timeout(Duration::from_secs(10), handle).await;
+                }
+                return;
+            }
+            self.check_membership().await;
+            self.round(service, scheduled).await;
+            round += 1;
+            let (early, late) = jitter(interval, self.config.probe.jitter_pct, round);
+            scheduled = (scheduled + interval + late).checked_sub(early).unwrap_or(scheduled);
+            scheduled = scheduled.max(Instant::now());
+        }
+    }
+
+    /// One pass of the pipeline for one service, scheduled at `scheduled`. Registry trouble
+    /// skips only the attest step.
+    async fn round(&self, service: &mut ServiceWatch, scheduled: Instant) {
         // Settle the last submission first, so the refresh below sees its votes.
         let can_attest = self.settle(service).await;
         if service.keeper_bit == 0 && self.in_set() {
@@ -325,27 +350,29 @@ impl Pipeline {
 
         // Collect + judge, on the endpoints last read (even while the registry is down).
         let now = unix_now();
-        let findings = self.collect_and_judge(service, now).await;
+        let findings = self.collect_and_judge(service, now, scheduled).await;
         let judge_config = &self.config.judge;
         let name = &service.config.name;
-        let mut counts = [0u32; 3];
-        let mut verdicts = Vec::new();
+        let mut order = Vec::with_capacity(findings.len());
         for Observed { index, finding, latency_ms, head_lag } in findings {
             let tracker = service.trackers.entry(index).or_default();
             let before = tracker.verdict();
             let verdict = tracker.record(judge_config, finding.clone(), latency_ms);
             tracker.head_lag = head_lag;
             self.metrics.probe(name, finding.label());
-            if verdict != before {
-                info!(
-                    target: "keeper::judge",
-                    service = %name,
-                    endpoint = index,
-                    ?verdict,
-                    finding = ?finding,
-                    "verdict changed"
-                );
-            }
+            log_change(name, index, before, verdict, &finding);
+            order.push(index);
+        }
+        // A failed probe is confirmed at once instead of a round later: the endpoint must fail
+        // `fail_after` probes in a row either way (hysteresis), but a dead endpoint is flagged
+        // within one round.
+        self.confirm_suspects(service).await;
+        let name = &service.config.name;
+        let mut counts = [0u32; 3];
+        let mut verdicts = Vec::with_capacity(order.len());
+        for index in order {
+            let Some(tracker) = service.trackers.get(&index) else { continue };
+            let verdict = tracker.verdict();
             counts[match verdict {
                 Verdict::Healthy => 0,
                 Verdict::Unhealthy => 1,
@@ -393,6 +420,66 @@ impl Pipeline {
             Some(tokio::spawn(async move { (kind, submitter.submit(id, wire).await) }));
     }
 
+    /// Re-probes, after [`CONFIRM_GAP`], every endpoint whose last probe failed outright
+    /// (unreachable, timeout, HTTP or RPC error) and that is not flagged yet, up to
+    /// `fail_after - 1` times; each failure counts as one failed probe for the hysteresis. A
+    /// re-probe that answers ends the confirmation (the next round judges the endpoint fully, so
+    /// one good answer never clears anything here). Lag, forks and the other findings that need
+    /// the other endpoints' answers wait for the next round as before.
+    async fn confirm_suspects(&self, service: &mut ServiceWatch) {
+        let judge_config = &self.config.judge;
+        let mut suspects: Vec<(u16, Url)> = service
+            .endpoints
+            .iter()
+            .filter(|e| {
+                service.trackers.get(&e.index).is_some_and(|t| {
+                    matches!(t.last, Finding::Probe(_)) && t.verdict() != Verdict::Unhealthy
+                })
+            })
+            .map(|e| (e.index, e.url.clone()))
+            .collect();
+        for _ in 1..judge_config.fail_after {
+            if suspects.is_empty() {
+                return;
+            }
+            tokio::time::sleep(CONFIRM_GAP).await;
+            let service_ref = &*service;
+            let results = join_all(suspects.drain(..).map(|(index, url)| async move {
+                let _permit = self.limit.acquire().await;
+                let result = self.probe_once(service_ref, &url).await;
+                (index, url, result)
+            }))
+            .await;
+            let name = &service.config.name;
+            for (index, url, result) in results {
+                // It answered: not confirmed, and judged in full next round.
+                let Err(failure) = result else { continue };
+                let Some(tracker) = service.trackers.get_mut(&index) else { continue };
+                let finding = Finding::Probe(failure);
+                let before = tracker.verdict();
+                let verdict = tracker.record(judge_config, finding.clone(), None);
+                self.metrics.probe(name, finding.label());
+                debug!(target: "keeper::judge", service = %name, endpoint = index, finding = ?finding, "failed probe confirmed");
+                log_change(name, index, before, verdict, &finding);
+                if verdict != Verdict::Unhealthy {
+                    suspects.push((index, url));
+                }
+            }
+        }
+    }
+
+    /// One probe of the service's kind, pass or fail only.
+    async fn probe_once(&self, service: &ServiceWatch, url: &Url) -> Result<(), ProbeFailure> {
+        match service.config.probe {
+            ProbeKind::Jsonrpc => self.prober.head(url).await.1.map(drop),
+            ProbeKind::Http => {
+                let url = url.join(&service.config.health_path).unwrap_or_else(|_| url.clone());
+                self.prober.http(&url).await.1
+            }
+            ProbeKind::Tcp => self.prober.tcp(url).await.1,
+        }
+    }
+
     /// Reads the epoch, and the whole service at one block when stale or the epoch moved.
     async fn sync(&self, service: &mut ServiceWatch) -> Result<(), lifeline_bindings::Error> {
         let refresh_every = Duration::from_secs(self.config.probe.refresh_secs);
@@ -433,7 +520,8 @@ impl Pipeline {
             let call = contract.endpoint(id, i).block(at);
             async move { call.call().await.map(|e| (i, e)) }
         });
-        let views = try_join_all(reads).await?;
+        // Bounded: a service of 64 endpoints (and many services) never opens a socket per read.
+        let views: Vec<_> = stream::iter(reads).buffered(REGISTRY_READS).try_collect().await?;
         let name = &service.config.name;
         let mut endpoints = Vec::with_capacity(views.len());
         let mut unusable = Vec::new();
@@ -487,9 +575,16 @@ impl Pipeline {
         }
         let Some(handle) = service.inflight.take() else { return true };
         let name = &service.config.name;
-        // My votes changed on chain (or may have): read them back next round.
-        service.refreshed = None;
-        match handle.await {
+        let outcome = handle.await;
+        // My votes changed on chain (or may have): read them back next round. A heartbeat that
+        // landed changed no vote, so it costs no re-read of every endpoint.
+        if !matches!(
+            outcome,
+            Ok(("heartbeat", Ok(Submitted::Accepted { .. } | Submitted::Landed { .. })))
+        ) {
+            service.refreshed = None;
+        }
+        match outcome {
             Ok((kind, Ok(Submitted::Accepted { gas_used, .. }))) => {
                 service.last_submission = Some(Instant::now());
                 self.metrics.submission("accepted", kind);
@@ -607,7 +702,12 @@ impl Pipeline {
     }
 
     /// Probes every endpoint of `service` and judges each one for this round.
-    async fn collect_and_judge(&self, service: &ServiceWatch, now: u64) -> Vec<Observed> {
+    async fn collect_and_judge(
+        &self,
+        service: &ServiceWatch,
+        now: u64,
+        scheduled: Instant,
+    ) -> Vec<Observed> {
         match service.config.probe {
             ProbeKind::Jsonrpc => {
                 let endpoints: Vec<(u16, Url)> =
@@ -619,12 +719,14 @@ impl Pipeline {
                     judge: &self.config.judge,
                     chain_id: service.chain_id,
                     proof_account: service.config.proof_account,
+                    scheduled,
                 };
                 round.observe(&endpoints, now).await
             }
             ProbeKind::Http | ProbeKind::Tcp => {
                 let probes = service.endpoints.iter().map(|e| async move {
                     let _permit = self.limit.acquire().await;
+                    self.metrics.probe_start_delay.observe(scheduled.elapsed().as_secs_f64());
                     let (latency, result) = if service.config.probe == ProbeKind::Http {
                         let url = e
                             .url
@@ -647,6 +749,20 @@ impl Pipeline {
     }
 }
 
+/// Logs a verdict that changed.
+fn log_change(service: &str, endpoint: u16, before: Verdict, verdict: Verdict, finding: &Finding) {
+    if verdict != before {
+        info!(
+            target: "keeper::judge",
+            service = %service,
+            endpoint,
+            ?verdict,
+            finding = ?finding,
+            "verdict changed"
+        );
+    }
+}
+
 /// The contract's `EndpointStatus`; `None` for a value these bindings do not know (never
 /// guessed as standby).
 fn status(raw: u8) -> Option<Status> {
@@ -661,14 +777,22 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
-/// A deterministic-per-round, keeper-specific spread in [0, interval * pct / 100).
-fn jitter(interval: Duration, pct: u8, round: u64) -> Duration {
+/// A deterministic-per-round, keeper-specific shift of a round's start: `(early, late)`, one of
+/// them zero, uniform over [-span/2, +span/2) with span = interval * pct / 100, so keepers do
+/// not align and the mean period stays the interval.
+fn jitter(interval: Duration, pct: u8, round: u64) -> (Duration, Duration) {
     let span = interval.as_millis() as u64 * u64::from(pct) / 100;
     if span == 0 {
-        return Duration::ZERO;
+        return (Duration::ZERO, Duration::ZERO);
     }
     let seed = round.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ u64::from(std::process::id());
-    Duration::from_millis(seed % span)
+    let offset = seed % span;
+    let half = span / 2;
+    if offset < half {
+        (Duration::from_millis(half - offset), Duration::ZERO)
+    } else {
+        (Duration::ZERO, Duration::from_millis(offset - half))
+    }
 }
 
 #[cfg(test)]

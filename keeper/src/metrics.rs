@@ -6,6 +6,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `lifeline_probe_latency_seconds` | histogram | |
+//! | `lifeline_probe_start_delay_seconds` | histogram | |
 //! | `lifeline_probes_total` | counter | service, finding |
 //! | `lifeline_verdicts` | gauge | service, verdict |
 //! | `lifeline_submissions_total` | counter | result (accepted, superseded, failed), kind |
@@ -36,6 +37,9 @@ use tracing::{info, warn};
 
 /// Upper bounds of the probe-latency histogram, seconds.
 const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0];
+/// Probe start delays: fine at the bottom, where an evenly spread schedule keeps them.
+const START_DELAY_BUCKETS: [f64; 12] =
+    [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0];
 
 /// Labels of a per-service figure.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -84,6 +88,9 @@ pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
     /// Latency of answered probes, seconds.
     pub probe_latency: Histogram,
+    /// How late probes start after their round's scheduled time (concurrency limit, a busy
+    /// runtime), seconds.
+    pub probe_start_delay: Histogram,
     /// Probes run, by service and finding.
     pub probes: Family<FindingLabels, Counter>,
     /// Endpoints per stable verdict, by service.
@@ -108,6 +115,7 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("lifeline");
         let probe_latency = Histogram::new(BUCKETS);
+        let probe_start_delay = Histogram::new(START_DELAY_BUCKETS);
         let probes = Family::<FindingLabels, Counter>::default();
         let verdicts = Family::<VerdictLabels, Gauge>::default();
         let submissions = Family::<SubmissionLabels, Counter>::default();
@@ -121,6 +129,11 @@ impl Default for Metrics {
             "probe_latency_seconds",
             "Latency of answered probes",
             probe_latency.clone(),
+        );
+        registry.register(
+            "probe_start_delay_seconds",
+            "How late probes start after their round's scheduled time",
+            probe_start_delay.clone(),
         );
         registry.register(
             "probes",
@@ -166,6 +179,7 @@ impl Default for Metrics {
         Self {
             registry: Arc::new(Mutex::new(registry)),
             probe_latency,
+            probe_start_delay,
             probes,
             verdicts,
             submissions,

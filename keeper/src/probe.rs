@@ -79,6 +79,10 @@ pub struct AccountProof {
     pub account_proof: Vec<Bytes>,
 }
 
+/// The head probe, the same for every endpoint and round: `eth_chainId` and the latest block
+/// in one batch (serialised once, not per probe).
+const HEAD_BATCH: &[u8] = br#"[{"jsonrpc":"2.0","id":1,"method":"eth_chainId","params":[]},{"jsonrpc":"2.0","id":2,"method":"eth_getBlockByNumber","params":["latest",false]}]"#;
+
 /// The prober: a shared HTTP client plus limits.
 #[derive(Debug, Clone)]
 pub struct Prober {
@@ -101,12 +105,11 @@ impl Prober {
 
     /// `eth_chainId` and the latest block, in one batch; returns the head and the latency.
     pub async fn head(&self, url: &Url) -> (Duration, Result<Head, ProbeFailure>) {
-        let body = json!([
-            { "jsonrpc": "2.0", "id": 1, "method": "eth_chainId", "params": [] },
-            { "jsonrpc": "2.0", "id": 2, "method": "eth_getBlockByNumber", "params": ["latest", false] },
-        ]);
         let started = Instant::now();
-        let result = self.post(url, &body).await.and_then(|answer| parse_head(&answer));
+        let result = self
+            .post_bytes(url, bytes::Bytes::from_static(HEAD_BATCH))
+            .await
+            .and_then(|answer| parse_head(&answer));
         (started.elapsed(), result)
     }
 
@@ -178,11 +181,18 @@ impl Prober {
 
     /// POSTs a JSON body and reads at most `max_bytes` of the answer, all within the timeout.
     async fn post(&self, url: &Url, body: &Value) -> Result<Value, ProbeFailure> {
+        let body = serde_json::to_vec(body).map_err(|e| ProbeFailure::Garbage(e.to_string()))?;
+        self.post_bytes(url, body.into()).await
+    }
+
+    /// POSTs a serialised JSON body (see [`Prober::post`]).
+    async fn post_bytes(&self, url: &Url, body: bytes::Bytes) -> Result<Value, ProbeFailure> {
         let exchange = async {
             let mut resp = self
                 .client
                 .post(url.clone())
-                .json(body)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body)
                 .send()
                 .await
                 .map_err(|e| unreachable(&e))?;

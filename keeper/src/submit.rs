@@ -398,7 +398,7 @@ impl Submitter {
             sends += 1;
             match sent {
                 Ok(_) => {
-                    debug!(target: "keeper::submit", %hash, nonce, max_fee = fees.0, "sent");
+                    info!(target: "keeper::submit", %hash, nonce, max_fee = fees.0, "sent");
                     outstanding.hashes.push(hash);
                     outstanding.fees = Some(fees);
                 }

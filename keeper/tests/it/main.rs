@@ -4,6 +4,7 @@
 //! bin/lifeline/tests.)
 
 mod chain;
+mod confirm;
 mod fixture;
 mod probes;
 mod registry_down;

@@ -61,6 +61,7 @@ async fn observe(
         judge: &judge,
         chain_id: bench.chain_id,
         proof_account,
+        scheduled: std::time::Instant::now(),
     };
     let endpoints: Vec<(u16, Url)> = bench
         .proxies
@@ -166,6 +167,7 @@ async fn observe_all(bench: &Bench, reported: u64, expected: u64) -> Vec<Observe
         judge: &judge,
         chain_id: expected,
         proof_account: None,
+        scheduled: std::time::Instant::now(),
     };
     let endpoints: Vec<(u16, Url)> = bench
         .proxies
