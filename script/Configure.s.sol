@@ -152,27 +152,12 @@ contract Configure {
         }
     }
 
-    /// @dev Reverts naming `key` when `url` breaks `EndpointUrl`'s rule (see the registry).
-    function _checkUrl(string memory key, string memory url) internal view {
-        try this.checkUrl(url) {}
-        catch (bytes memory reason) {
-            revert(string.concat(key, " = ", url, ": refused by the registry's URL rule (", _reason(reason), ")"));
+    /// @dev Reverts naming `key` when `url` breaks the registry's URL rule (`EndpointUrl`).
+    function _checkUrl(string memory key, string memory url) internal pure {
+        string memory why = EndpointUrl.problem(url);
+        if (bytes(why).length != 0) {
+            revert(string.concat(key, " = ", url, ": refused by the registry's URL rule (", why, ")"));
         }
-    }
-
-    /// @dev External so `_checkUrl` can catch its revert.
-    function checkUrl(string memory url) external pure {
-        EndpointUrl.check(url);
-    }
-
-    function _reason(bytes memory revertData) internal pure returns (string memory) {
-        if (revertData.length < 4) return "no reason";
-        bytes memory args = new bytes(revertData.length - 4);
-        for (uint256 i; i < args.length; ++i) {
-            args[i] = revertData[i + 4];
-        }
-        (, string memory why) = abi.decode(args, (string, string));
-        return why;
     }
 
     function _at(string memory array, uint256 i) internal pure returns (string memory) {

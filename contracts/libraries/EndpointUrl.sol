@@ -14,22 +14,27 @@ library EndpointUrl {
 
     /// @notice Reverts with `IRouteRegistry.InvalidUrl` naming what is wrong with `url`.
     function check(string memory url) internal pure {
+        string memory why = problem(url);
+        if (bytes(why).length != 0) revert IRouteRegistry.InvalidUrl(url, why);
+    }
+
+    /// @notice What is wrong with `url` under the rule above; empty when nothing is.
+    function problem(string memory url) internal pure returns (string memory) {
         bytes memory b = bytes(url);
-        if (b.length == 0) revert IRouteRegistry.InvalidUrl(url, "empty");
-        if (b.length > MAX_LENGTH) revert IRouteRegistry.InvalidUrl(url, "longer than 256 bytes");
+        if (b.length == 0) return "empty";
+        if (b.length > MAX_LENGTH) return "longer than 256 bytes";
         for (uint256 i; i < b.length; ++i) {
-            if (uint8(b[i]) < 0x21 || uint8(b[i]) > 0x7e) {
-                revert IRouteRegistry.InvalidUrl(url, "not printable ASCII");
-            }
+            if (uint8(b[i]) < 0x21 || uint8(b[i]) > 0x7e) return "not printable ASCII";
         }
         uint256 start = _afterScheme(b);
-        if (start == 0) revert IRouteRegistry.InvalidUrl(url, "scheme is not http, https, ws or wss");
-        if (start == b.length) revert IRouteRegistry.InvalidUrl(url, "no host");
+        if (start == 0) return "scheme is not http, https, ws or wss";
+        if (start == b.length) return "no host";
         for (uint256 i = start; i < b.length; ++i) {
             bytes1 c = b[i];
             if (c == "/" || c == "?" || c == "#") break;
-            if (c == "@") revert IRouteRegistry.InvalidUrl(url, "credentials (user:pass@) in the URL");
+            if (c == "@") return "credentials (user:pass@) in the URL";
         }
+        return "";
     }
 
     /// @dev The index after `scheme://` for the allowed schemes, 0 for any other.

@@ -12,7 +12,7 @@ contract ConfigureHarness is Configure {
         return _config(json, ".config");
     }
 
-    function url(string memory key, string memory value) external view {
+    function url(string memory key, string memory value) external pure {
         _checkUrl(key, value);
     }
 }
