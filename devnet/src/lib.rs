@@ -49,7 +49,7 @@ pub use chain::{
 pub use emitter::{LogEmitter, TICK_TOPIC};
 pub use load::RequestStream;
 pub use observe::{wait_for_routes, write_report};
-pub use proxy::{Fault, FaultProxy};
+pub use proxy::{CountingListener, Fault, FaultProxy};
 pub use synthetic::SyntheticEndpoints;
 pub use toolchain::Toolchain;
 

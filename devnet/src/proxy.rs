@@ -236,6 +236,28 @@ impl Fault {
         matches!(self, Self::Lag(_) | Self::StalledHead)
     }
 
+    /// A lying registry RPC ([`Fault::ForgeCall`]): `authorisedRoutes` of the registry at
+    /// `registry` answers a set of one route, to `url`, at `epoch`.
+    pub fn forged_route_set(registry: alloy::primitives::Address, url: &str, epoch: u32) -> Self {
+        use alloy::sol_types::SolCall;
+        use lifeline_bindings::registry::RouteRegistry;
+        let forged = RouteRegistry::RouteSet {
+            epoch,
+            lastAttestedAt: 0,
+            stale: false,
+            routes: vec![RouteRegistry::Route {
+                id: 0,
+                url: url.into(),
+                region: "eu-west".into(),
+                provider: "forged".into(),
+                latencyMs: 1,
+                degraded: false,
+            }],
+        };
+        let result = RouteRegistry::authorisedRoutesCall::abi_encode_returns(&forged);
+        Self::ForgeCall { to: registry, result: alloy::primitives::hex::encode_prefixed(result) }
+    }
+
     /// The node this fault sends everything to instead of the proxy's own.
     fn alternate(&self) -> Option<&str> {
         match self {
@@ -1559,5 +1581,52 @@ mod tests {
         assert_eq!(ws_upstream("http://127.0.0.1:8545"), "ws://127.0.0.1:8545");
         assert_eq!(ws_upstream("https://127.0.0.1:8545/rpc"), "wss://127.0.0.1:8545/rpc");
         assert_eq!(ws_upstream("ws://127.0.0.1:8545"), "ws://127.0.0.1:8545");
+    }
+}
+
+/// A listener on 127.0.0.1 that accepts connections and only counts them: a place traffic must
+/// never go (a forged route, a host a secret must not reach). Stops when dropped.
+#[derive(Debug)]
+pub struct CountingListener {
+    port: u16,
+    accepted: Arc<AtomicU64>,
+    task: JoinHandle<()>,
+}
+
+impl CountingListener {
+    /// Binds a free port on 127.0.0.1.
+    pub async fn start() -> Result<Self> {
+        let listener = TcpListener::bind(("127.0.0.1", 0)).await.map_err(|source| Error::Io {
+            context: "binding a counting listener on 127.0.0.1".into(),
+            source,
+        })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| Error::Io { context: "reading the listener address".into(), source })?
+            .port();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let count = accepted.clone();
+        let task = tokio::spawn(async move {
+            while listener.accept().await.is_ok() {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        Ok(Self { port, accepted, task })
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for CountingListener {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }

@@ -3,14 +3,10 @@
 
 use std::time::{Duration, Instant};
 
-use alloy::{
-    providers::{DynProvider, Provider, ProviderBuilder},
-    sol_types::SolCall,
-};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use lifeline_bindings::{
     FailoverConfig, FailoverTransport, RegistryClient,
     quorum::{QuorumError, QuorumReader, RegistrySet},
-    registry::RouteRegistry,
 };
 use lifeline_devnet::{Devnet, DevnetOptions, Fault, FaultProxy, Toolchain};
 
@@ -38,24 +34,7 @@ async fn a_registry_rpc_that_forges_the_route_set_is_outvoted() -> eyre::Result<
         rpcs.push(FaultProxy::start(devnet.rpc_url()).await?);
     }
     let evil = "http://127.0.0.1:9/steal";
-    let forged = RouteRegistry::RouteSet {
-        epoch: honest.epoch + 1,
-        lastAttestedAt: honest.last_attested,
-        stale: false,
-        routes: vec![RouteRegistry::Route {
-            id: 0,
-            url: evil.into(),
-            region: "eu-west".into(),
-            provider: "p".into(),
-            latencyMs: 1,
-            degraded: false,
-        }],
-    };
-    let result = RouteRegistry::authorisedRoutesCall::abi_encode_returns(&forged);
-    rpcs[2].set(Fault::ForgeCall {
-        to: devnet.registry(),
-        result: alloy::primitives::hex::encode_prefixed(result),
-    });
+    rpcs[2].set(Fault::forged_route_set(devnet.registry(), evil, honest.epoch + 1));
     let lone = QuorumReader::new(vec![client(&devnet, &rpcs[2].url())?], 1, 0);
     let lied = lone.routes(devnet.service_id()).await?;
     assert_eq!(lied.set.routes[0].url, evil, "alone, the liar decides (the forgery works)");

@@ -4,14 +4,7 @@
 //! and the key appears in no log line, metric, route listing or status page. A registered URL
 //! that would send a secret where it does not belong is refused before any connection.
 
-use std::{
-    path::Path,
-    sync::{
-        Arc,
-        atomic::{AtomicU64, Ordering},
-    },
-    time::Duration,
-};
+use std::{path::Path, time::Duration};
 
 use alloy::{
     primitives::keccak256,
@@ -24,7 +17,8 @@ use lifeline_bindings::{
     secrets::{SecretSource, Secrets},
 };
 use lifeline_devnet::{
-    DEVNET_SECRET, DEVNET_SERVICE, Devnet, DevnetOptions, Fault, KeeperOptions, Toolchain,
+    CountingListener, DEVNET_SECRET, DEVNET_SERVICE, Devnet, DevnetOptions, Fault, KeeperOptions,
+    Toolchain,
 };
 use lifeline_gateway::{Gateway, GatewayConfig};
 
@@ -153,25 +147,12 @@ async fn keyed_endpoint_is_served_with_the_key_only_in_local_config() -> eyre::R
     Ok(())
 }
 
-/// Counts the TCP connections made to a listener on 127.0.0.1.
-async fn counting_listener() -> eyre::Result<(u16, Arc<AtomicU64>)> {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
-    let port = listener.local_addr()?.port();
-    let accepted = Arc::new(AtomicU64::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while listener.accept().await.is_ok() {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
-    });
-    Ok((port, accepted))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registered_urls_that_would_leak_a_secret_are_refused_with_no_connection()
 -> eyre::Result<()> {
     let toolchain = Toolchain::locate()?;
-    let (port, accepted) = counting_listener().await?;
+    let sink = CountingListener::start().await?;
+    let port = sink.port();
     // Whoever governs the registry names the keeper's own key, or sends a configured secret
     // to a host it is not for ("localhost" is not "127.0.0.1" in `hosts`).
     let steal_key = format!("http://127.0.0.1:{port}/${{LIFELINE_KEEPER_KEY}}");
@@ -261,7 +242,7 @@ async fn registered_urls_that_would_leak_a_secret_are_refused_with_no_connection
         "the moved secret is named:\n{}",
         run.1
     );
-    assert_eq!(accepted.load(Ordering::Relaxed), 0, "no connection was ever made");
+    assert_eq!(sink.accepted(), 0, "no connection was ever made");
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }
