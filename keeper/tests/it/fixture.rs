@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use lifeline_bindings::RegistryClient;
 use lifeline_devnet::{Devnet, DevnetOptions, Toolchain};
-use lifeline_keeper::{config::KeeperConfig, engine::Engine, metrics::Metrics};
+use lifeline_keeper::{config::KeeperConfig, engine::Engines, metrics::Metrics};
 use tokio::{sync::watch, task::JoinHandle};
 
 /// A devnet (1 s blocks, four endpoint proxies, three registered keepers, quorum 2).
@@ -65,7 +65,7 @@ name = "{service}"
     pub(crate) async fn keeper(&self, k: usize, toml: &str) -> eyre::Result<Keeper> {
         let config = KeeperConfig::parse(toml)?;
         let metrics = Metrics::default();
-        let engine = Engine::new(config, self.devnet.account(k), metrics.clone()).await?;
+        let engine = Engines::start(config, self.devnet.account(k), metrics.clone()).await?;
         let (stop, shutdown) = watch::channel(false);
         let task = tokio::spawn(async move { engine.run(shutdown).await });
         Ok(Keeper { k, metrics, stop, task: Some(task) })
