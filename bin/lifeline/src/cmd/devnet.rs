@@ -265,6 +265,28 @@ impl DevnetArgs {
         } else {
             step(outage, &format!("gateway did NOT switch to epoch {} within 5 s", new_set.epoch));
         }
+        // The same keepers fail the endpoint over on every other registry chain too.
+        for secondary in devnet.secondaries() {
+            let reader = ProviderBuilder::new().connect_http(secondary.rpc_url().parse()?);
+            let other = RegistryClient::new(secondary.registry(), reader);
+            let limit = Duration::from_secs(10);
+            match wait_for_routes(&other, service, "the second registry fails over", limit, |s| {
+                s.routes.iter().all(|r| r.id != victim)
+            })
+            .await
+            {
+                Ok(set) => step(
+                    outage,
+                    &format!(
+                        "second registry (chain {}): epoch {}, {}",
+                        secondary.chain_id(),
+                        set.epoch,
+                        describe(&set)
+                    ),
+                ),
+                Err(e) => step(outage, &format!("second registry did NOT fail over: {e}")),
+            }
+        }
         // A few more reads after the switch, so both clients are seen on the new set.
         tokio::time::sleep(Duration::from_secs(1)).await;
         println!();
