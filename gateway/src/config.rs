@@ -503,6 +503,40 @@ mod tests {
     "#;
 
     #[test]
+    fn registries_are_a_list_the_primary_first() {
+        let one = GatewayConfig::parse(MINIMAL).expect("[registry] still accepted");
+        assert_eq!(one.registries.len(), 1);
+        assert_eq!(one.registry_choice.live_bound_ms, 30_000);
+        assert_eq!(one.registry_choice.disagree_after_ms, 30_000);
+        let two = r#"
+            [[registry]]
+            rpc_url = "http://127.0.0.1:8545"
+            rpc_urls = ["http://127.0.0.1:8546", "http://127.0.0.1:8547"]
+            address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+            [[registry]]
+            rpc_url = "http://127.0.0.1:9545"
+            address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+            [registry_choice]
+            live_bound_ms = 5000
+            [[service]]
+            name = "eth-devnet/rpc"
+        "#;
+        let config = GatewayConfig::parse(two).expect("two registries");
+        assert_eq!(config.registries.len(), 2);
+        assert_eq!(config.primary().rpc_url, "http://127.0.0.1:8545");
+        assert_eq!(config.primary().effective_quorum(), 2);
+        assert_eq!(config.registry_choice.live_bound_ms, 5000);
+        let err = GatewayConfig::parse(&two.replace("http://127.0.0.1:9545", "nope"))
+            .expect_err("rejected")
+            .to_string();
+        assert!(err.contains("registry[1].rpc_url = nope: not a URL"), "{err}");
+        let err = GatewayConfig::parse(&two.replace("live_bound_ms = 5000", "live_bound_ms = 10"))
+            .expect_err("rejected")
+            .to_string();
+        assert!(err.contains("registry_choice.live_bound_ms = 10"), "{err}");
+    }
+
+    #[test]
     fn minimal_config_takes_safe_defaults() {
         let config = GatewayConfig::parse(MINIMAL).expect("parses");
         assert!(config.listen.ip().is_loopback());

@@ -55,6 +55,11 @@ async fn clients_follow_the_secondary_registry_while_the_primary_chain_halts() -
     .await?;
     let secondary = &devnet.secondaries()[0];
     assert_ne!(secondary.chain_id(), devnet.chain_id(), "two chains");
+    // The same first set on both registries (keepers 1 and 2 attest every endpoint healthy,
+    // lower index = lower latency): which endpoints fill a set first otherwise depends on which
+    // votes land first on each chain.
+    devnet.bootstrap_routes().await?;
+    secondary.bootstrap_routes().await?;
     let mut keepers = Vec::new();
     for k in 1..=3 {
         let config = devnet.keeper_config(&toolchain, k, &KeeperOptions::default())?;
