@@ -402,17 +402,8 @@ impl Submitter {
         let mut tx = call.into_transaction_request();
         tx.set_from(me);
         tx.set_chain_id(self.chain_id);
-        // The mined count: a transaction of ours pending at this nonce gets replaced.
-        let nonce = self
-            .provider
-            .get_transaction_count(me)
-            .latest()
-            .await
-            .map_err(|e| SubmitError::Chain(e.to_string()))?;
-        if outstanding.nonce != Some(nonce) {
-            // Whatever was pending before was mined (the nonce moved), or nothing was.
-            *outstanding = Outstanding { nonce: Some(nonce), ..Default::default() };
-        } else if !outstanding.hashes.is_empty() {
+        let nonce = self.next_nonce(me, outstanding).await?;
+        if !outstanding.hashes.is_empty() {
             info!(
                 target: "keeper::submit",
                 nonce,
@@ -435,16 +426,8 @@ impl Submitter {
         };
         tx.set_nonce(nonce);
         tx.set_gas_limit(gas + gas / 5);
-        let estimate = self
-            .provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(|e| SubmitError::Chain(e.to_string()))?;
         let caps = self.caps();
-        let mut fees = clamp((estimate.max_fee_per_gas, estimate.max_priority_fee_per_gas), caps);
-        if let Some(previous) = outstanding.fees {
-            fees = outbid(fees, previous, self.config.fee_bump_pct, caps);
-        }
+        let mut fees = self.first_fees(outstanding).await?;
         let timeout = Duration::from_secs(self.config.receipt_timeout_secs);
         let mut sends = 0u32;
         let mut round = 0u32;
@@ -657,25 +640,8 @@ impl Submitter {
             topup = %format_ether(value),
             "funding this service's sender account from the signing key's account"
         );
-        let nonce = self
-            .provider
-            .get_transaction_count(from)
-            .latest()
-            .await
-            .map_err(|e| SubmitError::Chain(e.to_string()))?;
-        if own.nonce != Some(nonce) {
-            *own = Outstanding { nonce: Some(nonce), ..Default::default() };
-        }
-        let estimate = self
-            .provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(|e| SubmitError::Chain(e.to_string()))?;
-        let caps = self.caps();
-        let mut fees = clamp((estimate.max_fee_per_gas, estimate.max_priority_fee_per_gas), caps);
-        if let Some(previous) = own.fees {
-            fees = outbid(fees, previous, self.config.fee_bump_pct, caps);
-        }
+        let nonce = self.next_nonce(from, &mut own).await?;
+        let fees = self.first_fees(&own).await?;
         let envelope = TransactionRequest::default()
             .with_from(from)
             .with_to(sender.address)
@@ -723,6 +689,42 @@ impl Submitter {
                 )));
             }
         }
+    }
+
+    /// The account nonce to send at: the mined count, so a transaction of ours still pending
+    /// there gets replaced, never queued behind. Whatever `outstanding` held for an earlier
+    /// nonce was mined (the nonce moved), or nothing was: it is forgotten.
+    async fn next_nonce(
+        &self,
+        account: Address,
+        outstanding: &mut Outstanding,
+    ) -> Result<u64, SubmitError> {
+        let nonce = self
+            .provider
+            .get_transaction_count(account)
+            .latest()
+            .await
+            .map_err(|e| SubmitError::Chain(e.to_string()))?;
+        if outstanding.nonce != Some(nonce) {
+            *outstanding = Outstanding { nonce: Some(nonce), ..Default::default() };
+        }
+        Ok(nonce)
+    }
+
+    /// The fees of a first send at `outstanding`'s nonce: the node's estimate within the caps,
+    /// outbidding what is still pending there.
+    async fn first_fees(&self, outstanding: &Outstanding) -> Result<(u128, u128), SubmitError> {
+        let estimate = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| SubmitError::Chain(e.to_string()))?;
+        let caps = self.caps();
+        let fees = clamp((estimate.max_fee_per_gas, estimate.max_priority_fee_per_gas), caps);
+        Ok(match outstanding.fees {
+            Some(previous) => outbid(fees, previous, self.config.fee_bump_pct, caps),
+            None => fees,
+        })
     }
 
     /// `submit.max_fee_gwei` and `submit.max_priority_fee_gwei`, in wei.
