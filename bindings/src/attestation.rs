@@ -64,6 +64,21 @@ pub async fn sign_async<S: Signer + Sync>(
     Ok(encode_signature(&signature))
 }
 
+/// The keeper that signed `attestation` for the registry at `registry` on `chain_id`: the
+/// address `signature` recovers to (`None` for a malformed signature). Attestations are
+/// relayable, so this, not the transaction's sender, names the keeper.
+pub fn signer_of(
+    attestation: &Attestation,
+    signature: &[u8],
+    chain_id: u64,
+    registry: Address,
+) -> Option<Address> {
+    Signature::try_from(signature)
+        .ok()?
+        .recover_address_from_prehash(&signing_hash(attestation, chain_id, registry))
+        .ok()
+}
+
 fn encode_signature(signature: &Signature) -> Vec<u8> {
     signature.as_bytes().to_vec()
 }
@@ -91,10 +106,12 @@ uint64 deadline,Verdict[] verdicts)Verdict(uint16 endpoint,bool healthy,uint32 l
         let registry = Address::repeat_byte(0x11);
         let bytes = sign(&signer, &attestation, 31337, registry).expect("signs");
         assert_eq!(bytes.len(), 65);
-        let signature = Signature::try_from(bytes.as_slice()).expect("parses");
-        let recovered = signature
-            .recover_address_from_prehash(&signing_hash(&attestation, 31337, registry))
-            .expect("recovers");
-        assert_eq!(recovered, signer.address());
+        assert_eq!(signer_of(&attestation, &bytes, 31337, registry), Some(signer.address()));
+        assert_ne!(
+            signer_of(&attestation, &bytes, 1, registry),
+            Some(signer.address()),
+            "another chain's domain recovers someone else"
+        );
+        assert_eq!(signer_of(&attestation, &bytes[..64], 31337, registry), None, "malformed");
     }
 }

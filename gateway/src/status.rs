@@ -37,7 +37,7 @@ use std::{
 use alloy::{
     consensus::Transaction as _,
     network::TransactionResponse as _,
-    primitives::{Address, B256, Bytes, Signature},
+    primitives::{Address, B256, Bytes},
     providers::{DynProvider, Provider},
     rpc::types::{Filter, Log},
     sol_types::{SolCall, SolEvent},
@@ -820,9 +820,7 @@ fn status_name(raw: &Status) -> &'static str {
 /// signer recovered from the EIP-712 signature.
 fn decode_attestations(input: &Bytes, chain_id: u64, registry: Address) -> (String, Vec<Attestor>) {
     let recover = |a: &attestation::Attestation, signature: &Bytes| Attestor {
-        keeper: Signature::try_from(signature.as_ref()).ok().and_then(|s| {
-            s.recover_address_from_prehash(&attestation::signing_hash(a, chain_id, registry)).ok()
-        }),
+        keeper: attestation::signer_of(a, signature, chain_id, registry),
         service: a.service,
         nonce: a.nonce,
         verdicts: a.verdicts.iter().map(|v| (v.endpoint, v.healthy)).collect(),

@@ -5,10 +5,13 @@
 use std::{collections::HashMap, sync::Arc};
 
 use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{
+    SinkExt, StreamExt,
+    stream::{self, BoxStream},
+};
 use serde_json::{Value, json};
 use tokio::{
-    sync::{Semaphore, broadcast, mpsc, oneshot, watch},
+    sync::{Semaphore, mpsc, oneshot, watch},
     task::JoinHandle,
 };
 use tracing::debug;
@@ -23,6 +26,8 @@ use crate::{
 
 /// Calls one connection may have in flight at once.
 const IN_FLIGHT_PER_CONNECTION: usize = 64;
+/// Why a subscription ends when its subscriber fell behind the follower's buffer.
+const TOO_SLOW: &str = "subscriber too slow";
 /// Longest a write to a client may take; a client that does not read is disconnected.
 const WRITE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -228,39 +233,24 @@ fn subscribe(
         .get_or_create(&KindLabels { service: service.name.clone(), kind: kind.into() })
         .clone();
     let notify = Notifier { id: id.clone(), out: out.clone() };
-    let task = match kind {
-        "newHeads" => {
-            let mut events = service.heads.subscribe();
-            tokio::spawn(async move {
-                if started.await.is_err() {
-                    return;
-                }
-                gauge.inc();
-                let _guard = Dec(gauge);
-                loop {
-                    match events.recv().await {
-                        Ok(ChainEvent::Head(block)) => {
-                            if !notify.send(&block.header).await {
-                                return;
-                            }
-                        }
-                        Ok(ChainEvent::Reorg(_)) => {}
-                        Err(broadcast::error::RecvError::Lagged(_))
-                        | Err(broadcast::error::RecvError::Closed) => {
-                            notify.close("subscriber too slow").await;
-                            return;
-                        }
-                    }
-                }
-            })
-        }
+    let feed = match kind {
+        "newHeads" => stream::unfold(service.heads.subscribe(), |mut events| async move {
+            loop {
+                let next = match events.recv().await {
+                    Ok(ChainEvent::Head(block)) => Ok(vec![block.header.clone()]),
+                    Ok(ChainEvent::Reorg(_)) => continue,
+                    Err(_) => Err(TOO_SLOW.to_string()),
+                };
+                return Some((next, events));
+            }
+        })
+        .boxed(),
         "logs" => {
             let filter = match LogFilter::from_params(params.get(1)) {
                 Ok(filter) => filter,
                 Err(e) => return fail(code::INVALID_PARAMS, &e),
             };
-            let mut events = service.heads.subscribe();
-            let mut logs = LogStream::new(
+            let logs = LogStream::new(
                 service.client().clone(),
                 filter,
                 std::time::Duration::from_millis(state.config.subscriptions.poll_interval_ms),
@@ -270,65 +260,49 @@ fn subscribe(
                 .backfilled
                 .get_or_create(&KindLabels { service: service.name.clone(), kind: "logs".into() })
                 .clone();
-            tokio::spawn(async move {
-                if started.await.is_err() {
-                    return;
-                }
-                gauge.inc();
-                let _guard = Dec(gauge);
-                loop {
-                    let event = match events.recv().await {
-                        Ok(event) => event,
-                        Err(_) => {
-                            notify.close("subscriber too slow").await;
-                            return;
-                        }
-                    };
-                    let was_backfill = matches!(&event, ChainEvent::Head(b) if b.backfilled);
-                    match logs.on_event(&event).await {
-                        Ok(items) => {
-                            for item in items {
-                                if was_backfill {
-                                    backfilled.inc();
+            stream::unfold((service.heads.subscribe(), logs), move |(mut events, mut logs)| {
+                let backfilled = backfilled.clone();
+                async move {
+                    let next = match events.recv().await {
+                        Ok(event) => {
+                            let backfill = matches!(&event, ChainEvent::Head(b) if b.backfilled);
+                            match logs.on_event(&event).await {
+                                Ok(items) => {
+                                    if backfill {
+                                        backfilled.inc_by(items.len() as u64);
+                                    }
+                                    Ok(items.into_iter().map(Arc::new).collect())
                                 }
-                                if !notify.send(&item).await {
-                                    return;
-                                }
+                                Err(e) => Err(format!("logs subscription lost: {e}")),
                             }
                         }
-                        Err(e) => {
-                            notify.close(&format!("logs subscription lost: {e}")).await;
-                            return;
-                        }
-                    }
+                        Err(_) => Err(TOO_SLOW.to_string()),
+                    };
+                    Some((next, (events, logs)))
                 }
             })
+            .boxed()
         }
         "newPendingTransactions" => {
-            let mut hashes = service.pending.subscribe();
-            tokio::spawn(async move {
-                if started.await.is_err() {
-                    return;
-                }
-                gauge.inc();
-                let _guard = Dec(gauge);
-                loop {
-                    match hashes.recv().await {
-                        Ok(hash) => {
-                            if !notify.send(&Value::String((*hash).clone())).await {
-                                return;
-                            }
-                        }
-                        Err(_) => {
-                            notify.close("subscriber too slow").await;
-                            return;
-                        }
-                    }
-                }
+            stream::unfold(service.pending.subscribe(), |mut hashes| async move {
+                let next = match hashes.recv().await {
+                    Ok(hash) => Ok(vec![Arc::new(Value::String((*hash).clone()))]),
+                    Err(_) => Err(TOO_SLOW.to_string()),
+                };
+                Some((next, hashes))
             })
+            .boxed()
         }
         _ => return fail(code::INVALID_PARAMS, "unsupported subscription"),
     };
+    let task = tokio::spawn(async move {
+        if started.await.is_err() {
+            return;
+        }
+        gauge.inc();
+        let _guard = Dec(gauge);
+        notify.forward(feed).await;
+    });
     subs.insert(id.clone(), task);
     let answer = rpc::success_text(call.id.as_deref(), &crate::service::raw(&Value::String(id)));
     (answer, Some(start))
@@ -365,6 +339,23 @@ impl Notifier {
         })
         .to_string();
         self.out.send(Message::Text(text.into())).await.is_ok()
+    }
+
+    /// Sends every batch `feed` yields, in order, until the connection is gone; a feed error
+    /// closes the connection with that reason.
+    async fn forward(&self, mut feed: BoxStream<'static, Result<Vec<Arc<Value>>, String>>) {
+        while let Some(batch) = feed.next().await {
+            match batch {
+                Ok(items) => {
+                    for item in &items {
+                        if !self.send(item).await {
+                            return;
+                        }
+                    }
+                }
+                Err(reason) => return self.close(&reason).await,
+            }
+        }
     }
 
     async fn close(&self, reason: &str) {

@@ -238,6 +238,28 @@ pub struct SubmitConfig {
     pub max_fee_gwei: u64,
     /// Highest priority fee (tip) per gas the keeper ever offers, gwei (default 50).
     pub max_priority_fee_gwei: u64,
+    /// Which account sends each service's attestations (default `per-service`).
+    pub senders: Senders,
+    /// With `per-service` senders: a sender holding less than this, in ether, is topped up from
+    /// the signing key's account before it sends (default "0.05").
+    pub sender_min_balance: String,
+    /// With `per-service` senders: how much each top-up sends, in ether (default "0.25").
+    pub sender_topup: String,
+}
+
+/// Which account pays for each service's attestations (`submit.senders`). The signing key is
+/// always the keeper's one key; attestations are relayable, so any account can send them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Senders {
+    /// Each service from an account of its own, derived from the signing key and topped up from
+    /// its account (`lifeline_keeper::submit::service_sender`): a transaction stuck for one
+    /// service never holds back another's.
+    #[default]
+    PerService,
+    /// Everything from the signing key's account, one transaction at a time: a stuck
+    /// transaction holds back every service until it lands or is replaced.
+    Signer,
 }
 
 impl Default for SubmitConfig {
@@ -250,8 +272,27 @@ impl Default for SubmitConfig {
             max_attempts: 4,
             max_fee_gwei: 500,
             max_priority_fee_gwei: 50,
+            senders: Senders::PerService,
+            sender_min_balance: "0.05".into(),
+            sender_topup: "0.25".into(),
         }
     }
+}
+
+impl SubmitConfig {
+    /// `sender_min_balance` in wei (validated at load).
+    pub fn sender_min_balance_wei(&self) -> alloy::primitives::U256 {
+        parse_ether(&self.sender_min_balance).unwrap_or_default()
+    }
+
+    /// `sender_topup` in wei (validated at load).
+    pub fn sender_topup_wei(&self) -> alloy::primitives::U256 {
+        parse_ether(&self.sender_topup).unwrap_or_default()
+    }
+}
+
+fn parse_ether(text: &str) -> Option<alloy::primitives::U256> {
+    alloy::primitives::utils::parse_ether(text.trim()).ok()
 }
 
 /// `[metrics]`.
@@ -500,6 +541,21 @@ impl KeeperConfig {
                 "must not exceed submit.max_fee_gwei",
             );
         }
+        let min = parse_ether(&s.sender_min_balance);
+        if min.is_none_or(|m| m.is_zero()) {
+            return invalid(
+                "submit.sender_min_balance",
+                &format!("{:?}", s.sender_min_balance),
+                "must be an amount of ether above 0, e.g. \"0.05\"",
+            );
+        }
+        if parse_ether(&s.sender_topup).is_none_or(|t| Some(t) <= min) {
+            return invalid(
+                "submit.sender_topup",
+                &format!("{:?}", s.sender_topup),
+                "must be an amount of ether above submit.sender_min_balance, e.g. \"0.25\"",
+            );
+        }
         Ok(())
     }
 }
@@ -639,6 +695,30 @@ mod tests {
             .expect_err("rejected")
             .to_string();
         assert!(err.contains("chain_idd"), "{err}");
+    }
+
+    #[test]
+    fn sender_amounts_are_ether_and_the_topup_exceeds_the_floor() {
+        let c = KeeperConfig::parse(MINIMAL).expect("valid");
+        assert_eq!(c.submit.senders, Senders::PerService, "one sender per service by default");
+        assert_eq!(c.submit.sender_min_balance_wei(), alloy::primitives::U256::from(5e16 as u64));
+        for (extra, expected) in [
+            ("sender_min_balance = \"lots\"", "submit.sender_min_balance = \"lots\": must be"),
+            ("sender_min_balance = \"0\"", "submit.sender_min_balance = \"0\": must be"),
+            (
+                "sender_topup = \"0.01\"",
+                "submit.sender_topup = \"0.01\": must be an amount of ether above submit.sender_min_balance",
+            ),
+            ("senders = \"everyone\"", "unknown variant `everyone`"),
+        ] {
+            let err = KeeperConfig::parse(&format!("{MINIMAL}\n[submit]\n{extra}\n"))
+                .expect_err(extra)
+                .to_string();
+            assert!(err.contains(expected), "{extra}: {err}");
+        }
+        let c = KeeperConfig::parse(&format!("{MINIMAL}\n[submit]\nsenders = \"signer\"\n"))
+            .expect("valid");
+        assert_eq!(c.submit.senders, Senders::Signer);
     }
 
     #[test]

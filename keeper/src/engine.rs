@@ -187,6 +187,12 @@ impl Engine {
         for s in &config.services {
             match client.contract().service(service_id(&s.name)).call().await {
                 Ok(view) => {
+                    info!(
+                        target: "keeper",
+                        service = %s.name,
+                        sender = %submitter.sender_of(service_id(&s.name)),
+                        "attestations for this service are sent from this account (submit.senders)"
+                    );
                     // A vote counts only while its keeper attested the service within the TTL:
                     // heartbeats must come more often, or this keeper's votes lapse between them.
                     let ttl = u64::from(view.config.attestationTtl);

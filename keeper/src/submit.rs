@@ -18,14 +18,28 @@
 //!
 //! Once a transaction is out, the attestation is never signed again within the submission: a
 //! lagging receipt can cost a wait, never a second attestation.
+//!
+//! Signing and sending are separate. Attestations are relayable (the registry checks the
+//! signature, not the sender), so each service's attestations go out from an account of their
+//! own ([`Senders::PerService`], the default): a transaction stuck at one account's nonce only
+//! ever holds back that service's next attestation, never another service's. The signing key
+//! stays one; each service's sender key is derived from it ([`service_sender`]), lives only in
+//! memory, and is topped up from the signing key's account when it runs low
+//! (`submit.sender_min_balance`, `submit.sender_topup`). With [`Senders::Signer`] the signing
+//! key's account sends everything, one transaction at a time, as a single account must.
 
-use std::time::{Duration, Instant};
+use std::{
+    collections::HashMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use alloy::{
     eips::{BlockId, BlockNumberOrTag, eip2718::Encodable2718},
     network::{EthereumWallet, NetworkTransactionBuilder, TransactionBuilder},
-    primitives::{Address, B256, TxHash},
+    primitives::{Address, B256, TxHash, keccak256, utils::format_ether},
     providers::{DynProvider, Provider},
+    rpc::types::TransactionRequest,
     signers::local::PrivateKeySigner,
     transports::http::reqwest::Url,
 };
@@ -35,7 +49,11 @@ use lifeline_bindings::{
 };
 use tracing::{debug, info, warn};
 
-use crate::{config::SubmitConfig, rpc::RegistryRpc, startup::StartupError};
+use crate::{
+    config::{Senders, SubmitConfig},
+    rpc::RegistryRpc,
+    startup::StartupError,
+};
 
 /// How often receipts and the registry's nonce are checked while waiting.
 const WATCH_EVERY: Duration = Duration::from_millis(250);
@@ -158,12 +176,33 @@ pub struct Submitter {
     provider: DynProvider,
     registry: RouteRegistry::RouteRegistryInstance<DynProvider>,
     signer: PrivateKeySigner,
-    wallet: EthereumWallet,
     chain_id: u64,
     config: SubmitConfig,
-    /// One submission at a time per key (account nonces must not race), and what is still
-    /// pending for the account.
-    sending: std::sync::Arc<tokio::sync::Mutex<Outstanding>>,
+    /// The signing key's own account: it sends everything with [`Senders::Signer`] and funds
+    /// the service senders otherwise.
+    own: Arc<Sender>,
+    /// Each service's sender ([`Senders::PerService`]), made on first use.
+    senders: Arc<std::sync::Mutex<HashMap<B256, Arc<Sender>>>>,
+}
+
+/// An account that sends attestations (or top-ups).
+#[derive(Debug)]
+struct Sender {
+    address: Address,
+    wallet: EthereumWallet,
+    /// One transaction at a time per account (account nonces must not race), and what is
+    /// still pending for it.
+    outstanding: tokio::sync::Mutex<Outstanding>,
+}
+
+impl Sender {
+    fn new(key: PrivateKeySigner) -> Self {
+        Self {
+            address: key.address(),
+            wallet: EthereumWallet::from(key),
+            outstanding: Default::default(),
+        }
+    }
 }
 
 /// Transactions sent at one account nonce that never showed a sign of landing.
@@ -173,6 +212,24 @@ struct Outstanding {
     hashes: Vec<TxHash>,
     /// Highest fees sent at that nonce (a replacement must outbid them).
     fees: Option<(u128, u128)>,
+}
+
+/// The key that sends `service`'s attestations for the keeper whose signing key is `signer`
+/// with [`Senders::PerService`]: keccak256 of a domain tag, the signing key and the service
+/// id. Deterministic, so a restarted keeper finds its funded senders again; one-way, so a
+/// leaked sender key reveals nothing about the signing key (and can sign no attestation).
+pub fn service_sender(signer: &PrivateKeySigner, service: B256) -> PrivateKeySigner {
+    let mut material = b"lifeline/keeper-sender/v1".to_vec();
+    material.extend_from_slice(signer.to_bytes().as_slice());
+    material.extend_from_slice(service.as_slice());
+    let mut key = keccak256(&material);
+    loop {
+        // A hash outside secp256k1's scalar range (odds about 2^-128): hash again.
+        if let Ok(sender) = PrivateKeySigner::from_bytes(&key) {
+            return sender;
+        }
+        key = keccak256(key);
+    }
 }
 
 impl Submitter {
@@ -189,11 +246,11 @@ impl Submitter {
         Self {
             provider,
             registry,
-            wallet: EthereumWallet::from(signer.clone()),
+            own: Arc::new(Sender::new(signer.clone())),
             signer,
             chain_id: rpc.chain_id(),
             config,
-            sending: Default::default(),
+            senders: Default::default(),
         }
     }
 
@@ -224,13 +281,33 @@ impl Submitter {
         self.chain_id
     }
 
+    /// The account that sends `service`'s attestations (see [`Senders`]).
+    pub fn sender_of(&self, service: B256) -> Address {
+        self.sender(service).address
+    }
+
+    fn sender(&self, service: B256) -> Arc<Sender> {
+        match self.config.senders {
+            Senders::Signer => self.own.clone(),
+            Senders::PerService => {
+                let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+                senders
+                    .entry(service)
+                    .or_insert_with(|| Arc::new(Sender::new(service_sender(&self.signer, service))))
+                    .clone()
+            }
+        }
+    }
+
     /// Attests `verdicts` (empty: a heartbeat) about `service`.
     pub async fn submit(
         &self,
         service: B256,
         verdicts: Vec<Verdict>,
     ) -> Result<Submitted, SubmitError> {
-        let mut outstanding = self.sending.lock().await;
+        let sender = self.sender(service);
+        let mut outstanding = sender.outstanding.lock().await;
+        self.fund(&sender).await?;
         let mut last_err = None;
         // Retries here happen only before anything is sent.
         for attempt in 1..=self.config.max_attempts {
@@ -252,27 +329,18 @@ impl Submitter {
             {
                 let err = lifeline_bindings::Error::from(err);
                 match err.revert() {
-                    Some(RouteRegistryErrors::WrongEpoch(e)) => {
-                        return Ok(Submitted::Superseded(format!(
-                            "epoch moved from {} to {} (another keeper's attestation changed the set)",
-                            e.signed, e.current
-                        )));
-                    }
                     Some(RouteRegistryErrors::NonceUsed(_)) => {
                         debug!(target: "keeper::submit", attempt, "attestation nonce raced; re-reading");
                         continue;
                     }
-                    Some(RouteRegistryErrors::NotKeeper(_)) => {
-                        return Err(SubmitError::NotAKeeper(self.address()));
-                    }
-                    Some(other) => return Err(SubmitError::Rejected(describe_revert(other))),
+                    Some(revert) => return superseded_or_rejected(revert.clone(), self.address()),
                     None => {
                         last_err = Some(SubmitError::Chain(err.to_string()));
                         continue;
                     }
                 }
             }
-            return self.send(&mut outstanding, &report, signature).await;
+            return self.send(&sender, &mut outstanding, &report, signature).await;
         }
         Err(last_err.unwrap_or_else(|| {
             SubmitError::Chain(
@@ -324,26 +392,18 @@ impl Submitter {
     /// Sends the attestation and watches it land (see the module docs).
     async fn send(
         &self,
+        sender: &Sender,
         outstanding: &mut Outstanding,
         report: &Attestation,
         signature: Vec<u8>,
     ) -> Result<Submitted, SubmitError> {
-        let me = self.address();
+        let me = sender.address;
         let call = self.registry.attest(report.clone(), signature.into());
         let mut tx = call.into_transaction_request();
         tx.set_from(me);
         tx.set_chain_id(self.chain_id);
-        // The mined count: a transaction of ours pending at this nonce gets replaced.
-        let nonce = self
-            .provider
-            .get_transaction_count(me)
-            .latest()
-            .await
-            .map_err(|e| SubmitError::Chain(e.to_string()))?;
-        if outstanding.nonce != Some(nonce) {
-            // Whatever was pending before was mined (the nonce moved), or nothing was.
-            *outstanding = Outstanding { nonce: Some(nonce), ..Default::default() };
-        } else if !outstanding.hashes.is_empty() {
+        let nonce = self.next_nonce(me, outstanding).await?;
+        if !outstanding.hashes.is_empty() {
             info!(
                 target: "keeper::submit",
                 nonce,
@@ -351,23 +411,23 @@ impl Submitter {
                 "replacing our transaction still pending at this nonce"
             );
         }
-        let gas = self
-            .provider
-            .estimate_gas(tx.clone())
-            .await
-            .map_err(|e| SubmitError::Chain(e.to_string()))?;
+        let gas = match self.provider.estimate_gas(tx.clone()).await {
+            Ok(gas) => gas,
+            // The state moved since the simulation (a block landed in between).
+            Err(e) => {
+                let revert = e
+                    .as_error_resp()
+                    .and_then(|p| p.as_decoded_interface_error::<RouteRegistryErrors>());
+                return match revert {
+                    Some(revert) => superseded_or_rejected(revert, me),
+                    None => Err(SubmitError::Chain(e.to_string())),
+                };
+            }
+        };
         tx.set_nonce(nonce);
         tx.set_gas_limit(gas + gas / 5);
-        let estimate = self
-            .provider
-            .estimate_eip1559_fees()
-            .await
-            .map_err(|e| SubmitError::Chain(e.to_string()))?;
         let caps = self.caps();
-        let mut fees = clamp((estimate.max_fee_per_gas, estimate.max_priority_fee_per_gas), caps);
-        if let Some(previous) = outstanding.fees {
-            fees = outbid(fees, previous, self.config.fee_bump_pct, caps);
-        }
+        let mut fees = self.first_fees(outstanding).await?;
         let timeout = Duration::from_secs(self.config.receipt_timeout_secs);
         let mut sends = 0u32;
         let mut round = 0u32;
@@ -379,7 +439,7 @@ impl Submitter {
                 if !replaces(next, previous) {
                     // At the caps: a resend would be refused as underpriced. Keep watching.
                     warn!(target: "keeper::submit", max_fee = next.0, "fees at the configured caps; waiting for the pending transaction");
-                    if let Some(done) = self.watch(outstanding, report, nonce, timeout).await? {
+                    if let Some(done) = self.watch(me, outstanding, report, nonce, timeout).await? {
                         return Ok(done);
                     }
                     continue;
@@ -390,7 +450,7 @@ impl Submitter {
             tx.set_max_priority_fee_per_gas(fees.1);
             let envelope = tx
                 .clone()
-                .build(&self.wallet)
+                .build(&sender.wallet)
                 .await
                 .map_err(|e| SubmitError::Chain(format!("signing the transaction: {e}")))?;
             let hash = *envelope.tx_hash();
@@ -425,7 +485,7 @@ impl Submitter {
                         }
                         (Rejection::NonceUsed, _) => {
                             // Mined already (ours, maybe an earlier fee level): find out.
-                            return self.settle_used_nonce(outstanding, report, nonce).await;
+                            return self.settle_used_nonce(me, outstanding, report, nonce).await;
                         }
                         (Rejection::Other, Some(payload)) => {
                             if outstanding.hashes.is_empty() {
@@ -445,7 +505,7 @@ impl Submitter {
                     }
                 }
             }
-            if let Some(done) = self.watch(outstanding, report, nonce, timeout).await? {
+            if let Some(done) = self.watch(me, outstanding, report, nonce, timeout).await? {
                 return Ok(done);
             }
             warn!(
@@ -456,7 +516,7 @@ impl Submitter {
             );
         }
         // One last look before giving up (the next submission replaces what is pending).
-        if let Some(done) = self.landed(report, nonce).await {
+        if let Some(done) = self.landed(me, report, nonce).await {
             *outstanding = Outstanding::default();
             return Ok(done);
         }
@@ -467,6 +527,7 @@ impl Submitter {
     /// `limit`. `Some` once the outcome is known.
     async fn watch(
         &self,
+        sender: Address,
         outstanding: &mut Outstanding,
         report: &Attestation,
         nonce: u64,
@@ -484,7 +545,7 @@ impl Submitter {
             }
             if checked_chain.elapsed() >= Duration::from_secs(1) || started.elapsed() >= limit {
                 checked_chain = Instant::now();
-                if let Some(done) = self.landed(report, nonce).await {
+                if let Some(done) = self.landed(sender, report, nonce).await {
                     *outstanding = Outstanding::default();
                     return Ok(Some(done));
                 }
@@ -500,6 +561,7 @@ impl Submitter {
     /// moved), or the nonce went to a transaction that did not carry it.
     async fn settle_used_nonce(
         &self,
+        sender: Address,
         outstanding: &mut Outstanding,
         report: &Attestation,
         nonce: u64,
@@ -512,7 +574,7 @@ impl Submitter {
                     return Ok(from_receipt(&receipt, report));
                 }
             }
-            if let Some(done) = self.landed(report, nonce).await {
+            if let Some(done) = self.landed(sender, report, nonce).await {
                 *outstanding = Outstanding::default();
                 return Ok(done);
             }
@@ -523,10 +585,10 @@ impl Submitter {
         )))
     }
 
-    /// Reads, at one block, the registry's nonce for this keeper and the account nonce: the
-    /// attestation was accepted (`Landed`), or the account nonce moved without it
+    /// Reads, at one block, the registry's nonce for this keeper and the sending account's
+    /// nonce: the attestation was accepted (`Landed`), or the account nonce moved without it
     /// (`Superseded`), or neither yet (`None`). Read errors are "don't know yet".
-    async fn landed(&self, report: &Attestation, nonce: u64) -> Option<Submitted> {
+    async fn landed(&self, sender: Address, report: &Attestation, nonce: u64) -> Option<Submitted> {
         let me = self.address();
         let head = self.provider.get_block_number().await.ok()?;
         let at = BlockId::number(head);
@@ -540,11 +602,128 @@ impl Submitter {
             );
             return Some(Submitted::Landed { nonce: keeper.lastNonce });
         }
-        let mined = self.provider.get_transaction_count(me).block_id(at).await.ok()?;
+        let mined = self.provider.get_transaction_count(sender).block_id(at).await.ok()?;
         (mined > nonce).then(|| {
             Submitted::Superseded(format!(
-                "account nonce {nonce} was used without this attestation being accepted (it reverted, or an earlier transaction of this key took the nonce)"
+                "account nonce {nonce} was used without this attestation being accepted (it reverted, or an earlier transaction of this account took the nonce)"
             ))
+        })
+    }
+
+    /// Tops up `sender` from the signing key's account when it holds less than
+    /// `submit.sender_min_balance`, and waits (up to `receipt_timeout_secs x max_attempts`)
+    /// for the top-up to show. One top-up at a time: the signing account's nonce must not race.
+    /// A top-up still pending from before is replaced at the same nonce, never queued behind.
+    async fn fund(&self, sender: &Sender) -> Result<(), SubmitError> {
+        if sender.address == self.own.address {
+            return Ok(());
+        }
+        let min = self.config.sender_min_balance_wei();
+        let balance = |who: Address| async move {
+            self.provider.get_balance(who).await.map_err(|e| SubmitError::Chain(e.to_string()))
+        };
+        if balance(sender.address).await? >= min {
+            return Ok(());
+        }
+        let mut own = self.own.outstanding.lock().await;
+        // Another submission may have topped it up while this one waited for the lock.
+        let before = balance(sender.address).await?;
+        if before >= min {
+            return Ok(());
+        }
+        let value = self.config.sender_topup_wei();
+        let from = self.own.address;
+        info!(
+            target: "keeper::submit",
+            sender = %sender.address,
+            balance = %format_ether(before),
+            topup = %format_ether(value),
+            "funding this service's sender account from the signing key's account"
+        );
+        let nonce = self.next_nonce(from, &mut own).await?;
+        let fees = self.first_fees(&own).await?;
+        let envelope = TransactionRequest::default()
+            .with_from(from)
+            .with_to(sender.address)
+            .with_value(value)
+            .with_nonce(nonce)
+            .with_chain_id(self.chain_id)
+            .with_gas_limit(21_000)
+            .with_max_fee_per_gas(fees.0)
+            .with_max_priority_fee_per_gas(fees.1)
+            .build(&self.own.wallet)
+            .await
+            .map_err(|e| SubmitError::Chain(format!("signing the top-up: {e}")))?;
+        match self.provider.send_raw_transaction(&envelope.encoded_2718()).await {
+            Ok(_) => {
+                own.hashes.push(*envelope.tx_hash());
+                own.fees = Some(fees);
+            }
+            Err(e) => match e.as_error_resp() {
+                // A top-up of ours is already pending at this nonce (or was just mined): wait.
+                Some(p) if classify_rejection(p.code, &p.message) != Rejection::Other => {}
+                Some(p) => {
+                    return Err(SubmitError::Chain(format!(
+                        "the node refused to fund sender {} from the signing account {from}: {} (fund either account)",
+                        sender.address, p.message
+                    )));
+                }
+                None => return Err(SubmitError::Chain(e.to_string())),
+            },
+        }
+        let limit = Duration::from_secs(
+            self.config.receipt_timeout_secs * u64::from(self.config.max_attempts),
+        );
+        let started = Instant::now();
+        loop {
+            tokio::time::sleep(WATCH_EVERY).await;
+            if balance(sender.address).await.is_ok_and(|b| b >= min) {
+                *own = Outstanding::default();
+                return Ok(());
+            }
+            if started.elapsed() >= limit {
+                return Err(SubmitError::Chain(format!(
+                    "funding sender {} from the signing account {from}: no sign of the top-up landing within {}s",
+                    sender.address,
+                    limit.as_secs()
+                )));
+            }
+        }
+    }
+
+    /// The account nonce to send at: the mined count, so a transaction of ours still pending
+    /// there gets replaced, never queued behind. Whatever `outstanding` held for an earlier
+    /// nonce was mined (the nonce moved), or nothing was: it is forgotten.
+    async fn next_nonce(
+        &self,
+        account: Address,
+        outstanding: &mut Outstanding,
+    ) -> Result<u64, SubmitError> {
+        let nonce = self
+            .provider
+            .get_transaction_count(account)
+            .latest()
+            .await
+            .map_err(|e| SubmitError::Chain(e.to_string()))?;
+        if outstanding.nonce != Some(nonce) {
+            *outstanding = Outstanding { nonce: Some(nonce), ..Default::default() };
+        }
+        Ok(nonce)
+    }
+
+    /// The fees of a first send at `outstanding`'s nonce: the node's estimate within the caps,
+    /// outbidding what is still pending there.
+    async fn first_fees(&self, outstanding: &Outstanding) -> Result<(u128, u128), SubmitError> {
+        let estimate = self
+            .provider
+            .estimate_eip1559_fees()
+            .await
+            .map_err(|e| SubmitError::Chain(e.to_string()))?;
+        let caps = self.caps();
+        let fees = clamp((estimate.max_fee_per_gas, estimate.max_priority_fee_per_gas), caps);
+        Ok(match outstanding.fees {
+            Some(previous) => outbid(fees, previous, self.config.fee_bump_pct, caps),
+            None => fees,
         })
     }
 
@@ -606,6 +785,22 @@ fn replaces(next: (u128, u128), previous: (u128, u128)) -> bool {
     enough(next.0, previous.0) && enough(next.1, previous.1)
 }
 
+/// A revert met after the simulation passed: the epoch moved (another keeper's attestation
+/// changed the set) is not an error; anything else is a rejection.
+fn superseded_or_rejected(
+    revert: RouteRegistryErrors,
+    me: Address,
+) -> Result<Submitted, SubmitError> {
+    match revert {
+        RouteRegistryErrors::WrongEpoch(e) => Ok(Submitted::Superseded(format!(
+            "epoch moved from {} to {} (another keeper's attestation changed the set)",
+            e.signed, e.current
+        ))),
+        RouteRegistryErrors::NotKeeper(_) => Err(SubmitError::NotAKeeper(me)),
+        other => Err(SubmitError::Rejected(describe_revert(&other))),
+    }
+}
+
 fn chain(err: alloy::contract::Error) -> SubmitError {
     let err = lifeline_bindings::Error::from(err);
     match err.revert() {
@@ -652,6 +847,18 @@ mod tests {
         let at_cap = outbid((500, 50), (500, 50), 25, caps);
         assert_eq!(at_cap, (500, 50));
         assert!(!replaces(at_cap, (500, 50)), "at the caps nothing replaces");
+    }
+
+    #[test]
+    fn each_service_gets_its_own_stable_sender() {
+        let signer = PrivateKeySigner::random();
+        let (a, b) = (keccak256("a/rpc"), keccak256("b/rpc"));
+        let sender_a = service_sender(&signer, a).address();
+        assert_eq!(sender_a, service_sender(&signer, a).address(), "stable across restarts");
+        assert_ne!(sender_a, service_sender(&signer, b).address(), "one per service");
+        assert_ne!(sender_a, signer.address(), "not the signing account");
+        let other = PrivateKeySigner::random();
+        assert_ne!(sender_a, service_sender(&other, a).address(), "one per keeper");
     }
 
     #[test]

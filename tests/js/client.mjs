@@ -11,14 +11,10 @@
 // LIFELINE_CLIENT_KEY; it is never accepted on the command line and never printed.
 //
 // stdout carries exactly one JSON line; everything else (including anything the
-// libraries themselves log) goes to stderr.
+// libraries themselves log) goes to stderr (see cli.mjs).
 
 import process from 'node:process';
-import { parseArgs } from 'node:util';
-
-// Keep stdout for the single result line: libraries (ethers in particular) log with
-// console.log, so route every console method to stderr before loading them.
-for (const m of ['log', 'info', 'warn', 'debug']) console[m] = console.error;
+import { cli, describe as describeError, sleep, withTimeout } from './cli.mjs';
 
 const USAGE =
   'usage: LIFELINE_CLIENT_KEY=0x<64 hex> node tests/js/client.mjs --client viem|ethers ' +
@@ -26,122 +22,47 @@ const USAGE =
   '[--log-address <0xaddress> [--log-topic <0x32-byte topic>]] [--tx-every-ms <n>] ' +
   '[--chain-id <n>] [--request-timeout-ms <n>]';
 
-function usageError(msg) {
-  process.stderr.write(`client.mjs: ${msg}\n${USAGE}\n`);
-  process.exit(2);
-}
-
 // ---------------------------------------------------------------------------
 // Arguments
 
 function parseCli() {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: process.argv.slice(2),
-      strict: true,
-      allowPositionals: false,
-      options: {
-        client: { type: 'string' },
-        http: { type: 'string' },
-        ws: { type: 'string' },
-        'duration-ms': { type: 'string' },
-        to: { type: 'string' },
-        'log-address': { type: 'string' },
-        'log-topic': { type: 'string' },
-        'tx-every-ms': { type: 'string' },
-        'chain-id': { type: 'string' },
-        'request-timeout-ms': { type: 'string' },
-      },
-    }));
-  } catch (e) {
-    usageError(e.message);
-  }
-
-  const need = (name) => {
-    const v = values[name];
-    if (v === undefined || v === '') usageError(`missing required argument --${name}`);
-    return v;
-  };
-  const int = (name, v, min) => {
-    if (!/^[0-9]+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v)))
-      usageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-    return Number(v);
-  };
-  const address = (name, v) => {
-    if (!/^0x[0-9a-fA-F]{40}$/.test(v))
-      usageError(`--${name} must be a 0x-prefixed 20-byte hex address, got ${JSON.stringify(v)}`);
-    return v;
-  };
-  const url = (name, v, schemes) => {
-    let u;
-    try {
-      u = new URL(v);
-    } catch {
-      usageError(`--${name} is not a valid URL: ${JSON.stringify(v)}`);
-    }
-    if (!schemes.includes(u.protocol))
-      usageError(`--${name} must use ${schemes.map((s) => s + '//').join(' or ')}, got ${JSON.stringify(v)}`);
-    return v;
-  };
-
-  const client = need('client');
-  if (client !== 'viem' && client !== 'ethers')
-    usageError(`--client must be "viem" or "ethers", got ${JSON.stringify(client)}`);
-
+  const { values, fail, need, int, address, url, optional, client, key } = cli('client.mjs', USAGE, {
+    client: { type: 'string' },
+    http: { type: 'string' },
+    ws: { type: 'string' },
+    'duration-ms': { type: 'string' },
+    to: { type: 'string' },
+    'log-address': { type: 'string' },
+    'log-topic': { type: 'string' },
+    'tx-every-ms': { type: 'string' },
+    'chain-id': { type: 'string' },
+    'request-timeout-ms': { type: 'string' },
+  });
   const opts = {
-    client,
+    client: client(),
     http: url('http', need('http'), ['http:', 'https:']),
     ws: url('ws', need('ws'), ['ws:', 'wss:']),
     durationMs: int('duration-ms', need('duration-ms'), 1),
     to: address('to', need('to')),
-    logAddress: values['log-address'] !== undefined ? address('log-address', values['log-address']) : null,
+    logAddress: optional('log-address', null, address),
     logTopic: null,
-    txEveryMs: values['tx-every-ms'] !== undefined ? int('tx-every-ms', values['tx-every-ms'], 0) : 1000,
-    chainId: values['chain-id'] !== undefined ? int('chain-id', values['chain-id'], 1) : null,
-    requestTimeoutMs:
-      values['request-timeout-ms'] !== undefined ? int('request-timeout-ms', values['request-timeout-ms'], 1) : 5000,
+    txEveryMs: optional('tx-every-ms', 1000, int, 0),
+    chainId: optional('chain-id', null, int, 1),
+    requestTimeoutMs: optional('request-timeout-ms', 5000, int, 1),
   };
   if (values['log-topic'] !== undefined) {
     if (!/^0x[0-9a-fA-F]{64}$/.test(values['log-topic']))
-      usageError(`--log-topic must be a 0x-prefixed 32-byte hex topic, got ${JSON.stringify(values['log-topic'])}`);
-    if (opts.logAddress === null) usageError('--log-topic requires --log-address');
+      fail(`--log-topic must be a 0x-prefixed 32-byte hex topic, got ${JSON.stringify(values['log-topic'])}`);
+    if (opts.logAddress === null) fail('--log-topic requires --log-address');
     opts.logTopic = values['log-topic'];
   }
-
-  const rawKey = process.env.LIFELINE_CLIENT_KEY;
-  if (rawKey === undefined || rawKey.trim() === '')
-    usageError('missing environment variable LIFELINE_CLIENT_KEY (the sender private key; it is never taken from the command line)');
-  const key = rawKey.trim().startsWith('0x') ? rawKey.trim() : `0x${rawKey.trim()}`;
-  if (!/^0x[0-9a-fA-F]{64}$/.test(key))
-    usageError('environment variable LIFELINE_CLIENT_KEY must be a 32-byte hex private key (value not shown)');
-
-  return { opts, key };
+  return { opts, key: key() };
 }
 
 // ---------------------------------------------------------------------------
 // Small helpers
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
-
-class Timeout extends Error {}
-
-/** Race `promise` against a timer; the timer never keeps the process alive. */
-function withTimeout(promise, ms, what) {
-  let t;
-  const timer = new Promise((_, reject) => {
-    t = setTimeout(() => reject(new Timeout(`no answer within ${ms} ms (${what})`)), Math.max(1, ms));
-  });
-  return Promise.race([promise, timer]).finally(() => clearTimeout(t));
-}
-
-function describe(e) {
-  let msg = String(e?.shortMessage ?? e?.message ?? e).split('\n')[0];
-  // viem keeps the useful part (server message, "fetch failed", ...) in `details`.
-  const details = typeof e?.details === 'string' ? e.details.split('\n')[0] : '';
-  if (details && !msg.includes(details)) msg = `${msg} ${details}`;
-  return msg.slice(0, 300);
-}
+const describe = (e) => describeError(e, 300);
 
 const num = (v) => (v === null || v === undefined ? null : Number(typeof v === 'string' ? BigInt(v) : v));
 

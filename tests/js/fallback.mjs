@@ -13,14 +13,11 @@
 // is never accepted on the command line and never printed.
 //
 // stdout carries exactly one JSON line; everything else (including anything the libraries log)
-// goes to stderr.
+// goes to stderr (see cli.mjs).
 
 import process from 'node:process';
 import { performance } from 'node:perf_hooks';
-import { parseArgs } from 'node:util';
-
-// Keep stdout for the single result line (ethers logs with console.log).
-for (const m of ['log', 'info', 'warn', 'debug']) console[m] = console.error;
+import { cli, describe as describeError, sleep, withTimeout } from './cli.mjs';
 
 const USAGE =
   'usage: LIFELINE_CLIENT_KEY=0x<64 hex> node tests/js/fallback.mjs --client viem|ethers ' +
@@ -28,123 +25,52 @@ const USAGE =
   '--to <0xaddress> --duration-ms <n> [--start-at <unix ms>] [--tick-ms <n>] ' +
   '[--tx-every-ms <n>] [--nonce-url <url>] [--request-timeout-ms <n>]';
 
-function usageError(msg) {
-  process.stderr.write(`fallback.mjs: ${msg}\n${USAGE}\n`);
-  process.exit(2);
-}
-
 // ---------------------------------------------------------------------------
 // Arguments
 
 function parseCli() {
-  let values;
-  try {
-    ({ values } = parseArgs({
-      args: process.argv.slice(2),
-      strict: true,
-      allowPositionals: false,
-      options: {
-        client: { type: 'string' },
-        urls: { type: 'string' },
-        'chain-id': { type: 'string' },
-        witness: { type: 'string' },
-        contract: { type: 'string' },
-        to: { type: 'string' },
-        'duration-ms': { type: 'string' },
-        'start-at': { type: 'string' },
-        'tick-ms': { type: 'string' },
-        'tx-every-ms': { type: 'string' },
-        'nonce-url': { type: 'string' },
-        'request-timeout-ms': { type: 'string' },
-      },
-    }));
-  } catch (e) {
-    usageError(e.message);
-  }
-  const need = (name) => {
-    const v = values[name];
-    if (v === undefined || v === '') usageError(`missing required argument --${name}`);
-    return v;
-  };
-  const int = (name, v, min) => {
-    if (!/^[0-9]+$/.test(v) || Number(v) < min || !Number.isSafeInteger(Number(v)))
-      usageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-    return Number(v);
-  };
-  const address = (name, v) => {
-    if (!/^0x[0-9a-fA-F]{40}$/.test(v))
-      usageError(`--${name} must be a 0x-prefixed 20-byte hex address, got ${JSON.stringify(v)}`);
-    return v;
-  };
-  const httpUrl = (name, v) => {
-    let u;
-    try {
-      u = new URL(v);
-    } catch {
-      usageError(`--${name} is not a valid URL: ${JSON.stringify(v)}`);
-    }
-    if (u.protocol !== 'http:' && u.protocol !== 'https:')
-      usageError(`--${name} must use http:// or https://, got ${JSON.stringify(v)}`);
-    return v;
-  };
-
-  const client = need('client');
-  if (client !== 'viem' && client !== 'ethers')
-    usageError(`--client must be "viem" or "ethers", got ${JSON.stringify(client)}`);
+  const { fail, need, int, address, url, optional, client, key } = cli('fallback.mjs', USAGE, {
+    client: { type: 'string' },
+    urls: { type: 'string' },
+    'chain-id': { type: 'string' },
+    witness: { type: 'string' },
+    contract: { type: 'string' },
+    to: { type: 'string' },
+    'duration-ms': { type: 'string' },
+    'start-at': { type: 'string' },
+    'tick-ms': { type: 'string' },
+    'tx-every-ms': { type: 'string' },
+    'nonce-url': { type: 'string' },
+    'request-timeout-ms': { type: 'string' },
+  });
+  const HTTP = ['http:', 'https:'];
   const urls = need('urls')
     .split(',')
     .map((u) => u.trim())
     .filter((u) => u !== '')
-    .map((u) => httpUrl('urls', u));
-  if (urls.length === 0) usageError('--urls lists no URL');
-
+    .map((u) => url('urls', u, HTTP));
+  if (urls.length === 0) fail('--urls lists no URL');
   const opts = {
-    client,
+    client: client(),
     urls,
     chainId: int('chain-id', need('chain-id'), 1),
     witness: address('witness', need('witness')),
     contract: address('contract', need('contract')),
     to: address('to', need('to')),
     durationMs: int('duration-ms', need('duration-ms'), 1),
-    startAt: values['start-at'] !== undefined ? int('start-at', values['start-at'], 0) : Date.now(),
-    tickMs: values['tick-ms'] !== undefined ? int('tick-ms', values['tick-ms'], 1) : 250,
-    txEveryMs: values['tx-every-ms'] !== undefined ? int('tx-every-ms', values['tx-every-ms'], 0) : 2000,
-    nonceUrl: values['nonce-url'] !== undefined ? httpUrl('nonce-url', values['nonce-url']) : null,
-    requestTimeoutMs:
-      values['request-timeout-ms'] !== undefined ? int('request-timeout-ms', values['request-timeout-ms'], 1) : 10_000,
+    startAt: optional('start-at', Date.now(), int, 0),
+    tickMs: optional('tick-ms', 250, int, 1),
+    txEveryMs: optional('tx-every-ms', 2000, int, 0),
+    nonceUrl: optional('nonce-url', null, url, HTTP),
+    requestTimeoutMs: optional('request-timeout-ms', 10_000, int, 1),
   };
-
-  const rawKey = process.env.LIFELINE_CLIENT_KEY;
-  if (rawKey === undefined || rawKey.trim() === '')
-    usageError('missing environment variable LIFELINE_CLIENT_KEY (the sender private key; it is never taken from the command line)');
-  const key = rawKey.trim().startsWith('0x') ? rawKey.trim() : `0x${rawKey.trim()}`;
-  if (!/^0x[0-9a-fA-F]{64}$/.test(key))
-    usageError('environment variable LIFELINE_CLIENT_KEY must be a 32-byte hex private key (value not shown)');
-  return { opts, key };
+  return { opts, key: key() };
 }
 
 // ---------------------------------------------------------------------------
 // Helpers
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, Math.max(0, ms)));
-
-class Timeout extends Error {}
-
-/** Race `promise` against a timer; the timer never keeps the process alive. */
-function withTimeout(promise, ms, what) {
-  let t;
-  const timer = new Promise((_, reject) => {
-    t = setTimeout(() => reject(new Timeout(`no answer within ${ms} ms (${what})`)), Math.max(1, ms));
-  });
-  return Promise.race([promise, timer]).finally(() => clearTimeout(t));
-}
-
-function describe(e) {
-  let msg = String(e?.shortMessage ?? e?.message ?? e).split('\n')[0];
-  const details = typeof e?.details === 'string' ? e.details.split('\n')[0] : '';
-  if (details && !msg.includes(details)) msg = `${msg} ${details}`;
-  return msg.slice(0, 600);
-}
+const describe = (e) => describeError(e, 600);
 
 /** Milliseconds since `start` (a performance.now() reading), to 0.01 ms. */
 const elapsed = (start) => Math.round((performance.now() - start) * 100) / 100;

@@ -90,6 +90,14 @@ pub(crate) fn suspect(
         if let Some(reason) = judgement.reject_block(b.number, b.hash, b.parent) {
             return Some(reason);
         }
+        // Below the top, the majority's memory of a height can predate a reorg: a hash that
+        // differs there is corroborated (the fresh round judges the route), not refused.
+        if judgement.majority_hashes.get(&b.number).is_some_and(|agreed| *agreed != b.hash) {
+            return Some(format!(
+                "block {:#x} has another hash than the majority's at that height",
+                b.number
+            ));
+        }
         if judgement.agreed_top().is_some_and(|(top, _)| b.number > top + 1) {
             return Some(format!("block {:#x} is above what the majority has shown", b.number));
         }
@@ -186,6 +194,24 @@ mod tests {
         assert_eq!(BlockAnswer::from_raw(&json).and_then(|b| b.sealed), Some(true));
         let forged = json.replace(&hash.to_string(), &B256::repeat_byte(1).to_string());
         assert_eq!(BlockAnswer::from_raw(&forged).and_then(|b| b.sealed), Some(false));
+    }
+
+    #[test]
+    fn a_block_below_the_top_with_another_hash_than_the_majority_is_suspect() {
+        let at = |n: u64, v: u8| B256::from(alloy::primitives::U256::from(n * 1000 + u64::from(v)));
+        let mut judgement = Judgement::default();
+        for n in 4..=7 {
+            judgement.majority_hashes.insert(n, at(n, 0));
+        }
+        let url: Url = "http://127.0.0.1:1".parse().expect("url");
+        let now = Instant::now();
+        let block = |n: u64, v: u8| {
+            Some(BlockAnswer { number: n, hash: at(n, v), parent: at(n - 1, v), sealed: None })
+        };
+        assert_eq!(suspect(&judgement, &url, block(6, 0), None, now), None, "the majority's 6");
+        let forked = suspect(&judgement, &url, block(6, 9), None, now).expect("suspect");
+        assert!(forked.contains("another hash than the majority's"), "{forked}");
+        assert_eq!(suspect(&judgement, &url, block(3, 9), None, now), None, "not remembered");
     }
 
     #[test]

@@ -165,3 +165,54 @@ async fn shutdown_closes_websockets_with_a_close_frame() -> eyre::Result<()> {
     tokio::time::timeout(Duration::from_secs(8), shutdown).await??;
     Ok(())
 }
+
+/// A `newPendingTransactions` subscription over the gateway's WebSocket is told the hash of a
+/// transaction sent through the gateway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_transaction_subscribers_see_a_sent_transaction() -> eyre::Result<()> {
+    use alloy::{
+        network::EthereumWallet,
+        primitives::{Address, U256},
+        providers::{Provider, ProviderBuilder},
+    };
+    let f = Fixture::start("").await?;
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(f.gateway.ws_url(DEVNET_SERVICE)).await?;
+    let subscribe = json!({"jsonrpc":"2.0","id":1,"method":"eth_subscribe","params":["newPendingTransactions"]});
+    socket.send(Message::Text(subscribe.to_string().into())).await?;
+    let Some(Ok(Message::Text(answer))) =
+        tokio::time::timeout(Duration::from_secs(5), socket.next()).await?
+    else {
+        eyre::bail!("no answer to eth_subscribe");
+    };
+    let id = serde_json::from_str::<Value>(&answer)?["result"].clone();
+    eyre::ensure!(id.is_string(), "subscribed: {answer}");
+    // Give the follower its first poll (it creates the filter) before sending.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let sender = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(f.devnet.account(2)))
+        .connect_http(f.url().parse()?);
+    let sent = sender
+        .send_transaction(
+            alloy::rpc::types::TransactionRequest::default()
+                .to(Address::with_last_byte(1))
+                .value(U256::from(1)),
+        )
+        .await?;
+    let hash = format!("{:#x}", sent.tx_hash());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let message = tokio::time::timeout_at(deadline, socket.next())
+            .await
+            .map_err(|_| eyre::eyre!("no notification carried {hash}"))?;
+        let Some(Ok(Message::Text(text))) = message else {
+            eyre::bail!("socket ended: {message:?}")
+        };
+        let note: Value = serde_json::from_str(&text)?;
+        assert_eq!(note["params"]["subscription"], id, "{text}");
+        if note["params"]["result"] == Value::String(hash.clone()) {
+            return Ok(());
+        }
+    }
+}

@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use lifeline_bindings::RegistryClient;
 use lifeline_devnet::{Devnet, DevnetOptions, Toolchain};
-use lifeline_keeper::{config::KeeperConfig, engine::Engines, metrics::Metrics};
+use lifeline_keeper::{
+    config::KeeperConfig, engine::Engines, metrics::Metrics, submit::service_sender,
+};
 use tokio::{sync::watch, task::JoinHandle};
 
 /// A devnet (1 s blocks, four endpoint proxies, three registered keepers, quorum 2).
@@ -80,10 +82,11 @@ name = "{service}"
         Ok(out)
     }
 
-    /// Transactions sent so far by keeper `k`'s account (its account nonce on chain).
+    /// Attestation transactions sent so far by keeper `k` for the devnet's service: the
+    /// account nonce of its sender for the service (see `submit.senders`).
     pub(crate) async fn sent_by(&self, k: usize) -> eyre::Result<u64> {
-        let address = self.devnet.account(k).address();
-        Ok(self.registry.contract().provider().get_transaction_count(address).await?)
+        let sender = service_sender(&self.devnet.account(k), self.devnet.service_id());
+        Ok(self.registry.contract().provider().get_transaction_count(sender.address()).await?)
     }
 }
 

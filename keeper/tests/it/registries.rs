@@ -6,13 +6,16 @@ use std::time::{Duration, Instant};
 
 use alloy::providers::{Provider, ProviderBuilder};
 use lifeline_devnet::{Devnet, DevnetOptions, Fault, FaultProxy};
+use lifeline_keeper::submit::service_sender;
 
 use crate::fixture::{Net, eventually};
 
-/// Transactions keeper `k`'s account sent on the chain at `url`.
+/// Attestation transactions keeper `k` sent for the devnet's service on the chain at `url`:
+/// the account nonce of its sender for the service (see `submit.senders`).
 async fn sent_on(url: &str, net: &Net, k: usize) -> eyre::Result<u64> {
     let provider = ProviderBuilder::new().connect_http(url.parse()?);
-    Ok(provider.get_transaction_count(net.devnet.account(k).address()).await?)
+    let sender = service_sender(&net.devnet.account(k), net.devnet.service_id());
+    Ok(provider.get_transaction_count(sender.address()).await?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! A small JSON-RPC proxy for the keeper's registry RPC, in front of anvil, with the faults the
 //! devnet's `FaultProxy` does not have: receipts that lag (`eth_getTransactionReceipt` answers
-//! `null`), `eth_call` answered with empty data, and a record of the `eth_call`s it saw.
+//! `null`), `eth_call` answered with empty data, gas estimates that revert, transactions of one account accepted and
+//! never forwarded (stuck), and a record of the `eth_call`s it saw.
 
 use std::{
     convert::Infallible,
@@ -11,7 +12,12 @@ use std::{
     },
 };
 
-use alloy::transports::http::reqwest;
+use alloy::{
+    consensus::{TxEnvelope, transaction::SignerRecoverable},
+    eips::eip2718::Decodable2718,
+    primitives::{Address, Bytes as TxBytes},
+    transports::http::reqwest,
+};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, Response, body::Incoming, server::conn::http1, service::service_fn};
@@ -27,6 +33,8 @@ struct State {
     null_receipts: AtomicBool,
     empty_calls: AtomicBool,
     calls: Mutex<Vec<Value>>,
+    stuck: Mutex<Option<Address>>,
+    estimate_revert: Mutex<Option<TxBytes>>,
 }
 
 /// The proxy; stops on drop.
@@ -67,6 +75,18 @@ impl RpcProxy {
     /// While set, every `eth_call` is answered `0x` (a node without the contract).
     pub(crate) fn empty_calls(&self, on: bool) {
         self.state.empty_calls.store(on, Ordering::SeqCst);
+    }
+
+    /// While set, every transaction `from` sends is answered with its hash, as a node that
+    /// accepted it would, and never forwarded: it stays "pending" for good.
+    pub(crate) fn stick_sends_from(&self, from: Option<Address>) {
+        *self.state.stuck.lock().unwrap_or_else(|p| p.into_inner()) = from;
+    }
+
+    /// While set, every `eth_estimateGas` is answered with an execution revert carrying `data`
+    /// (the state moved between the keeper's simulation and its gas estimate).
+    pub(crate) fn revert_estimates(&self, data: Option<TxBytes>) {
+        *self.state.estimate_revert.lock().unwrap_or_else(|p| p.into_inner()) = data;
     }
 
     /// While set, every request is answered HTTP 503 (the URL is down).
@@ -129,6 +149,19 @@ async fn one(state: &State, call: Value) -> Value {
             return json!({ "jsonrpc": "2.0", "id": id, "result": "0x" });
         }
     }
+    if method == "eth_sendRawTransaction"
+        && let Some(stuck) = *state.stuck.lock().unwrap_or_else(|p| p.into_inner())
+        && let Some(tx) = raw_transaction(&call)
+        && tx.recover_signer().is_ok_and(|from| from == stuck)
+    {
+        return json!({ "jsonrpc": "2.0", "id": id, "result": tx.tx_hash() });
+    }
+    if method == "eth_estimateGas"
+        && let Some(data) = state.estimate_revert.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    {
+        let error = json!({ "code": 3, "message": "execution reverted", "data": data });
+        return json!({ "jsonrpc": "2.0", "id": id, "error": error });
+    }
     if method == "eth_getTransactionReceipt" && state.null_receipts.load(Ordering::SeqCst) {
         return json!({ "jsonrpc": "2.0", "id": id, "result": null });
     }
@@ -141,4 +174,10 @@ async fn one(state: &State, call: Value) -> Value {
             json!({ "jsonrpc": "2.0", "id": id, "error": { "code": -32603, "message": e.to_string() } })
         }
     }
+}
+
+/// The transaction an `eth_sendRawTransaction` request carries.
+fn raw_transaction(call: &Value) -> Option<TxEnvelope> {
+    let raw: TxBytes = serde_json::from_value(call.get("params")?.get(0)?.clone()).ok()?;
+    TxEnvelope::decode_2718(&mut raw.as_ref()).ok()
 }

@@ -1,13 +1,16 @@
 //! The submitter against a real registry: a transaction that is not mined in time is replaced
 //! with higher fees, and the replacement lands; a transaction whose receipt lags is counted as
-//! landed, never sent again.
+//! landed, never sent again; a transaction stuck for one service holds back no other service.
 
 use std::time::Duration;
 
 use alloy::{
     consensus::Transaction as _,
+    network::EthereumWallet,
+    primitives::{U256, keccak256},
     providers::{Provider, ProviderBuilder, ext::AnvilApi},
 };
+use lifeline_bindings::Verdict;
 use lifeline_devnet::{Devnet, DevnetOptions, Toolchain};
 use lifeline_keeper::{
     config::SubmitConfig,
@@ -33,6 +36,9 @@ async fn stuck_transaction_is_replaced_with_higher_fees() -> eyre::Result<()> {
     )
     .await?;
 
+    // The service's sender is funded already (a top-up would need mining).
+    let sender = submitter.sender_of(devnet.service_id());
+    chain.anvil_set_balance(sender, U256::from(10).pow(U256::from(18))).await?;
     // Stop mining: the first send sits in the mempool past the receipt timeout.
     chain.anvil_set_auto_mine(false).await?;
     let miner = chain.clone();
@@ -56,8 +62,7 @@ async fn stuck_transaction_is_replaced_with_higher_fees() -> eyre::Result<()> {
         mined.inner.max_fee_per_gas(),
         fees.max_fee_per_gas
     );
-    let keeper = devnet.account(1).address();
-    assert_eq!(chain.get_transaction_count(keeper).await?, 1, "one transaction landed, not two");
+    assert_eq!(chain.get_transaction_count(sender).await?, 1, "one transaction landed, not two");
     Ok(())
 }
 
@@ -77,8 +82,9 @@ async fn lagging_receipt_counts_the_landed_attestation() -> eyre::Result<()> {
 
     let outcome = submitter.submit(devnet.service_id(), Vec::new()).await;
     let keeper = devnet.account(1).address();
+    let sender = submitter.sender_of(devnet.service_id());
     let registry = lifeline_bindings::RouteRegistry::new(devnet.registry(), &chain);
-    assert_eq!(chain.get_transaction_count(keeper).await?, 1, "one transaction sent, not more");
+    assert_eq!(chain.get_transaction_count(sender).await?, 1, "one transaction sent, not more");
     assert_eq!(
         registry.keeperState(keeper, devnet.service_id()).call().await?.lastNonce,
         1,
@@ -120,5 +126,85 @@ async fn lagging_receipts_do_not_make_the_keeper_resend() -> eyre::Result<()> {
         sample(&text, "lifeline_submissions_total", &[("result", "accepted")]) >= 1.0,
         "{text}"
     );
+    Ok(())
+}
+
+/// Service A's transaction is stuck (its node accepts it and never passes it on); service B's
+/// vote, submitted after it, still lands while A's submission is waiting. Each service sends
+/// from an account of its own (`submit.senders = "per-service"`); with one account
+/// (`"signer"`) B would wait behind A's nonce and A's submission.
+#[tokio::test]
+async fn one_stuck_service_does_not_hold_back_another() -> eyre::Result<()> {
+    let toolchain = Toolchain::locate()?;
+    let devnet = Devnet::start(&toolchain, &DevnetOptions::default()).await?;
+    let governor = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(devnet.account(0)))
+        .connect_http(devnet.rpc_url().parse()?);
+    let registry = lifeline_bindings::RouteRegistry::new(devnet.registry(), &governor);
+    let (a, b) = (devnet.service_id(), keccak256("second/rpc"));
+    let config = registry.service(a).call().await?.config;
+    registry.createService(b, "second/rpc".into(), config).send().await?.get_receipt().await?;
+    registry
+        .addEndpoint(
+            b,
+            devnet.rpc_url(),
+            "eu-west".into(),
+            "anvil".into(),
+            devnet.account(9).address(),
+        )
+        .send()
+        .await?
+        .get_receipt()
+        .await?;
+
+    let proxy = RpcProxy::start(devnet.rpc_url()).await?;
+    let config = SubmitConfig { receipt_timeout_secs: 4, max_attempts: 3, ..Default::default() };
+    let submitter =
+        Submitter::connect(&[proxy.url().parse()?], devnet.registry(), devnet.account(1), config)
+            .await?;
+    assert_ne!(submitter.sender_of(a), submitter.sender_of(b), "one sender per service");
+    proxy.stick_sends_from(Some(submitter.sender_of(a)));
+
+    let stuck = submitter.clone();
+    let service_a = tokio::spawn(async move { stuck.submit(a, Vec::new()).await });
+    // A's transaction is out and stuck before B's vote is submitted.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(!service_a.is_finished(), "A's submission is waiting on its stuck transaction");
+    let vote = Verdict { endpoint: 0, healthy: true, latencyMs: 5, headLag: 0 };
+    let outcome = submitter.submit(b, vec![vote]).await?;
+    assert!(matches!(outcome, Submitted::Accepted { .. }), "B's vote landed: {outcome:?}");
+    assert!(!service_a.is_finished(), "B's vote landed while A's transaction was still stuck");
+    let keeper = devnet.account(1).address();
+    assert_eq!(registry.keeperState(keeper, b).call().await?.lastNonce, 1, "B's vote is on chain");
+    assert_eq!(registry.keeperState(keeper, a).call().await?.lastNonce, 0, "A's is not");
+
+    let a_outcome = service_a.await?;
+    assert!(a_outcome.is_err(), "A's stuck transaction never showed: {a_outcome:?}");
+    Ok(())
+}
+
+/// The epoch moves between the keeper's simulation and its gas estimate (a block landed in
+/// between): the estimate's `WrongEpoch` revert means another keeper's attestation changed the
+/// set, which is "superseded", not a failed submission.
+#[tokio::test]
+async fn an_epoch_moved_at_gas_estimation_is_superseded_not_a_failure() -> eyre::Result<()> {
+    use alloy::sol_types::SolError;
+    let toolchain = Toolchain::locate()?;
+    let devnet = Devnet::start(&toolchain, &DevnetOptions::default()).await?;
+    let proxy = RpcProxy::start(devnet.rpc_url()).await?;
+    let moved = lifeline_bindings::registry::RouteRegistry::WrongEpoch { signed: 1, current: 2 };
+    proxy.revert_estimates(Some(moved.abi_encode().into()));
+    let submitter = Submitter::connect(
+        &[proxy.url().parse()?],
+        devnet.registry(),
+        devnet.account(1),
+        SubmitConfig::default(),
+    )
+    .await?;
+    let outcome = submitter.submit(devnet.service_id(), Vec::new()).await?;
+    let Submitted::Superseded(why) = outcome else {
+        panic!("expected superseded, got {outcome:?}")
+    };
+    assert!(why.contains("epoch moved from 1 to 2"), "{why}");
     Ok(())
 }

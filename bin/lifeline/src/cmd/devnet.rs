@@ -430,8 +430,8 @@ async fn first_flag<P: Provider>(
     number: u64,
     victim: u16,
 ) -> eyre::Result<Option<(alloy::primitives::Address, u64)>> {
-    use alloy::{consensus::Transaction as _, network::TransactionResponse, sol_types::SolCall};
-    use lifeline_bindings::registry::RouteRegistry::attestCall;
+    use alloy::{consensus::Transaction as _, sol_types::SolCall};
+    use lifeline_bindings::{attestation, registry::RouteRegistry::attestCall};
     let Some(block) = reader.get_block_by_number(number.into()).full().await? else {
         return Ok(None);
     };
@@ -441,7 +441,15 @@ async fn first_flag<P: Provider>(
         }
         let Ok(call) = attestCall::abi_decode(tx.input()) else { continue };
         if call.attestation.verdicts.iter().any(|v| v.endpoint == victim && !v.healthy) {
-            return Ok(Some((tx.from(), number)));
+            // The keeper is who signed it; the transaction's sender only relayed it.
+            if let Some(keeper) = attestation::signer_of(
+                &call.attestation,
+                &call.signature,
+                devnet.chain_id(),
+                devnet.registry(),
+            ) {
+                return Ok(Some((keeper, number)));
+            }
         }
     }
     Ok(None)

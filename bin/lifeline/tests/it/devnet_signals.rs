@@ -177,6 +177,21 @@ fn devnet_hold_sigterm_leaves_no_orphans() -> eyre::Result<()> {
     let text = devnet.seen.join("\n");
     assert!(!text.contains('\u{1b}'), "no ANSI escape codes:\n{text}");
     assert!(!text.contains(" INFO "), "no INFO lines in the timeline:\n{text}");
+    // The keeper named as flagging the endpoint is one of the devnet's keepers (the signer of
+    // the attestation, not the account that relayed it).
+    let keepers: Vec<&str> = devnet
+        .seen
+        .iter()
+        .filter(|l| l.contains("] keeper "))
+        .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("0x")))
+        .collect();
+    let flagged = devnet
+        .seen
+        .iter()
+        .find(|l| l.contains(" flagged endpoint "))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("0x")))
+        .ok_or_else(|| eyre::eyre!("no 'flagged endpoint' line:\n{text}"))?;
+    assert!(keepers.contains(&flagged), "{flagged} is not a keeper {keepers:?}:\n{text}");
     let family = devnet.family();
     let status = Command::new("kill").arg("-TERM").arg(devnet.pid().to_string()).status()?;
     assert!(status.success());

@@ -19,6 +19,7 @@ use lifeline_bindings::{RegistryClient, RouteSet, registry::RouteRegistry::attes
 use lifeline_devnet::{
     Devnet, DevnetOptions, Fault, KeeperOptions, KeeperProcess, Toolchain, wait_for_routes,
 };
+use lifeline_keeper::submit::service_sender;
 
 const LIFELINE: &str = env!("CARGO_BIN_EXE_lifeline");
 
@@ -117,6 +118,7 @@ async fn restarted_keeper_continues_without_replaying_or_losing_attestations() -
     // accepted before it, so none is a replay or a duplicate of an accepted one, across the
     // restart. (A transaction may still revert when another keeper's vote in the same block
     // moved the epoch first: that is "superseded", not a duplicate.)
+    let sender = service_sender(&devnet.account(1), devnet.service_id()).address();
     let head = provider.get_block_number().await?;
     let mut sent = 0;
     let mut accepted_up_to = 0;
@@ -127,7 +129,8 @@ async fn restarted_keeper_continues_without_replaying_or_losing_attestations() -
             continue;
         };
         for tx in block.transactions.txns() {
-            if tx.from() != keeper {
+            // Its attestations for the service go out from the service's sender account.
+            if tx.from() != sender {
                 continue;
             }
             sent += 1;
