@@ -10,7 +10,7 @@ export PATH := $(FOUNDRY_BIN):$(PATH)
 NPM_STAMP := node_modules/.lifeline-installed
 
 .PHONY: help demo test deps deps-chromium test-solidity test-rust gas bench bench-transport bench-failover \
-	bench-keeper-scale bench-gateway bench-faultmix bindings fmt clean
+	bench-keeper-scale bench-gateway bench-faultmix bench-registry-halt bindings fmt clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
@@ -72,7 +72,7 @@ test-rust: deps
 gas: deps ## Regenerate snapshots/GasTest.json (whole-transaction gas, cold storage)
 	FOUNDRY_PROFILE=gas forge test
 
-bench: bench-transport bench-failover bench-keeper-scale bench-gateway bench-faultmix ## Every benchmark (release build); JSON under target/bench/
+bench: bench-transport bench-failover bench-keeper-scale bench-gateway bench-faultmix bench-registry-halt ## Every benchmark (release build); JSON under target/bench/
 
 bench-transport: deps ## Failover transport vs direct alloy HTTP -> target/bench/transport.json
 	cargo bench -p lifeline-bindings --bench transport
@@ -88,6 +88,9 @@ bench-gateway: deps ## Gateway vs direct vs a plain proxy; WS failovers -> targe
 
 bench-faultmix: deps ## Six clients through 50 seeded faults on 5 routes -> target/bench/faultmix.json
 	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline-gateway --bench faultmix
+
+bench-registry-halt: deps ## The primary registry chain halts 10 times under two registries -> target/bench/registry-halt.json
+	ulimit -n 8192 2>/dev/null || true; cargo bench -p lifeline --bench registry_halt
 
 bindings: deps ## Regenerate bindings/artifacts from contracts/ (foundry-compilers + tools/solc)
 	cargo run -q $(CODEGEN_CARGO)

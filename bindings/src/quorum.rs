@@ -104,6 +104,16 @@ impl<P: Provider + Clone> QuorumReader<P> {
         Self { clients, quorum, confirmations, dissents: Arc::default() }
     }
 
+    /// The registry's address (the same for every URL).
+    pub fn address(&self) -> alloy::primitives::Address {
+        self.clients.first().map(|c| *c.contract().address()).unwrap_or_default()
+    }
+
+    /// The client of the first URL.
+    pub fn client(&self) -> RegistryClient<P> {
+        self.clients[0].clone()
+    }
+
     /// Answers from URLs that disagreed with the agreed set so far.
     pub fn dissents(&self) -> u64 {
         self.dissents.load(Ordering::Relaxed)
@@ -258,12 +268,23 @@ impl<P: Provider + Clone> RegistrySet<P> {
         self.disagreements.load(Ordering::Relaxed)
     }
 
+    /// Whether a registry whose set was agreed as `agreed` is live at unix time `now`.
+    pub fn is_live(&self, agreed: &AgreedSet, now: u64) -> bool {
+        now.saturating_sub(agreed.block_time) <= self.live_bound.as_secs()
+    }
+
     /// Reads every registry once and applies the rule: the primary's set while live, else the
     /// live registry attested most recently; `None` when no registry is live.
     pub async fn choose(&self, service: B256) -> Option<(Choice, Vec<Option<AgreedSet>>)> {
+        let (choice, agreed) = self.read_and_choose(service).await;
+        choice.map(|c| (c, agreed))
+    }
+
+    /// As [`RegistrySet::choose`], with every registry's agreed set also when none is live.
+    pub async fn read_and_choose(&self, service: B256) -> (Option<Choice>, Vec<Option<AgreedSet>>) {
         let reads = join_all(self.registries.iter().map(|r| r.routes(service))).await;
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let live = |a: &AgreedSet| now.saturating_sub(a.block_time) <= self.live_bound.as_secs();
+        let now = unix_now();
+        let live = |a: &AgreedSet| self.is_live(a, now);
         let agreed: Vec<Option<AgreedSet>> = reads
             .into_iter()
             .enumerate()
@@ -283,9 +304,24 @@ impl<P: Provider + Clone> RegistrySet<P> {
                 .filter_map(|(i, a)| a.as_ref().filter(|a| live(a)).map(|a| (i, a)))
                 .max_by_key(|(i, a)| (a.set.last_attested, std::cmp::Reverse(*i)))
                 .map(|(i, _)| i),
-        }?;
-        let set = agreed[chosen].as_ref()?.set.clone();
-        Some((Choice { registry: chosen, set }, agreed))
+        };
+        let choice = chosen
+            .and_then(|i| agreed[i].as_ref().map(|a| Choice { registry: i, set: a.set.clone() }));
+        (choice, agreed)
+    }
+
+    /// Follows `service` round by round (see [`RegistryWatcher::next`]): what a gateway or a
+    /// status view needs beyond [`RegistrySet::follow`] (every registry's set, the choice, and
+    /// disagreements as they are reported).
+    pub fn watch(self, service: B256, poll: Duration) -> RegistryWatcher<P> {
+        RegistryWatcher {
+            registries: self,
+            service,
+            poll,
+            in_force: None,
+            differ_since: None,
+            rounds: 0,
+        }
     }
 
     /// Applies the chosen set to `transport` every `poll`, in a background task that lives as
@@ -301,34 +337,106 @@ impl<P: Provider + Clone> RegistrySet<P> {
         P: Send + Sync + 'static,
     {
         let transport = transport.clone();
+        let mut watcher = self.watch(service, poll);
         Follower::spawn(async move {
-            let mut in_force: Option<(usize, u32, B256)> = None;
-            let mut differ_since: Option<Instant> = None;
             loop {
-                if let Some((choice, agreed)) = self.choose(service).await {
-                    let key = (choice.registry, choice.set.epoch, choice.set.content_hash());
-                    if in_force != Some(key) {
-                        if in_force.is_some_and(|(r, ..)| r != choice.registry) {
-                            info!(target: "lifeline::quorum", registry = choice.registry, epoch = choice.set.epoch, "route set now from another registry");
-                        }
-                        transport.apply_canonical(&choice.set);
-                        in_force = Some(key);
-                    }
-                    let contents: Vec<B256> =
-                        agreed.iter().flatten().map(|a| a.set.content_hash()).collect();
-                    if contents.windows(2).any(|w| w[0] != w[1]) {
-                        let since = *differ_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() > self.disagree_after {
-                            self.disagreements.fetch_add(1, Ordering::Relaxed);
-                            warn!(target: "lifeline::quorum", seconds = since.elapsed().as_secs(), "registries disagree on the route set; following the rule");
-                            differ_since = Some(Instant::now());
-                        }
-                    } else {
-                        differ_since = None;
-                    }
+                let round = watcher.next().await;
+                if let (true, Some(choice)) = (round.changed, &round.choice) {
+                    transport.apply_canonical(&choice.set);
                 }
-                tokio::time::sleep(poll).await;
             }
         })
     }
+}
+
+/// One round of a [`RegistryWatcher`]: every registry read once, and the rule applied.
+#[derive(Debug, Clone)]
+pub struct RegistryRound {
+    /// The registry and set in force; `None` while no registry was ever live (afterwards the
+    /// last choice stays while none is live: fail static).
+    pub choice: Option<Choice>,
+    /// Each registry's agreed set this round (`None`: unreadable, no quorum), in configured
+    /// order.
+    pub agreed: Vec<Option<AgreedSet>>,
+    /// Which registries were live this round (their set's block at most `live_bound` old).
+    pub live: Vec<bool>,
+    /// The choice differs from the last round's (another registry, or another set of the same
+    /// one): apply it.
+    pub changed: bool,
+    /// Live registries have had different route contents for longer than `disagree_after`;
+    /// true once per `disagree_after` while it lasts (each time also logged and counted in
+    /// [`RegistrySet::disagreements`]).
+    pub disagreement_reported: bool,
+    /// Live registries have different route contents now (however briefly).
+    pub disagreeing: bool,
+}
+
+/// Follows one service on a [`RegistrySet`]; see [`RegistrySet::watch`].
+#[derive(Debug)]
+pub struct RegistryWatcher<P> {
+    registries: RegistrySet<P>,
+    service: B256,
+    poll: Duration,
+    in_force: Option<(usize, u32, B256, Choice)>,
+    differ_since: Option<Instant>,
+    rounds: u64,
+}
+
+impl<P: Provider + Clone> RegistryWatcher<P> {
+    /// The registries followed.
+    pub fn registries(&self) -> &RegistrySet<P> {
+        &self.registries
+    }
+
+    /// Reads every registry (at once on the first call, then after `poll`) and applies the
+    /// rule; see [`RegistryRound`].
+    pub async fn next(&mut self) -> RegistryRound {
+        if self.rounds > 0 {
+            tokio::time::sleep(self.poll).await;
+        }
+        self.rounds += 1;
+        let (choice, agreed) = self.registries.read_and_choose(self.service).await;
+        let now = unix_now();
+        let live: Vec<bool> = agreed
+            .iter()
+            .map(|a| a.as_ref().is_some_and(|a| self.registries.is_live(a, now)))
+            .collect();
+        let mut changed = false;
+        if let Some(choice) = &choice {
+            let key = (choice.registry, choice.set.epoch, choice.set.content_hash());
+            if self.in_force.as_ref().map(|(r, e, h, _)| (*r, *e, *h)) != Some(key) {
+                if self.in_force.as_ref().is_some_and(|(r, ..)| *r != choice.registry) {
+                    info!(target: "lifeline::quorum", registry = choice.registry, epoch = choice.set.epoch, "route set now from another registry");
+                }
+                self.in_force = Some((key.0, key.1, key.2, choice.clone()));
+                changed = true;
+            }
+        }
+        // Contents of live registries only: a halted chain's old set is not a disagreement.
+        let contents: Vec<B256> = agreed
+            .iter()
+            .zip(&live)
+            .filter(|(_, live)| **live)
+            .filter_map(|(a, _)| a.as_ref().map(|a| a.set.content_hash()))
+            .collect();
+        let disagreeing = contents.windows(2).any(|w| w[0] != w[1]);
+        let mut disagreement_reported = false;
+        if disagreeing {
+            let since = *self.differ_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > self.registries.disagree_after {
+                self.registries.disagreements.fetch_add(1, Ordering::Relaxed);
+                warn!(target: "lifeline::quorum", service = %self.service, seconds = since.elapsed().as_secs(), "live registries disagree on the route set; following the rule");
+                self.differ_since = Some(Instant::now());
+                disagreement_reported = true;
+            }
+        } else {
+            self.differ_since = None;
+        }
+        let choice = choice.or_else(|| self.in_force.as_ref().map(|(.., c)| c.clone()));
+        RegistryRound { choice, agreed, live, changed, disagreement_reported, disagreeing }
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }

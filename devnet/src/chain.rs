@@ -51,6 +51,14 @@ pub struct DevnetOptions {
     /// the template `http://127.0.0.1:PORT/${DEVNET_API_KEY}` ([`DEVNET_SECRET`]): generated
     /// keeper configurations name the secret, and keepers get the value in their environment.
     pub api_key: Option<String>,
+    /// The chain id anvil runs with (`--chain-id`); `None` keeps anvil's 31337. Registry
+    /// chains of one devnet need different ids, as real chains have.
+    pub chain_id: Option<u64>,
+    /// Registry chains (default 1). With more, the others are registry-only chains (chain ids
+    /// following the first's: 31338, ...) deployed and configured by the same Foundry scripts
+    /// with the same service, endpoints (this devnet's proxies) and keepers
+    /// ([`Devnet::secondaries`]); generated keeper configurations attest on every one.
+    pub registries: usize,
 }
 
 impl Default for DevnetOptions {
@@ -65,6 +73,8 @@ impl Default for DevnetOptions {
             max_demotions: 3,
             config: None,
             api_key: None,
+            chain_id: None,
+            registries: 1,
         }
     }
 }
@@ -85,22 +95,97 @@ pub struct Devnet {
     proxies: Vec<FaultProxy>,
     keepers: usize,
     api_key: Option<String>,
+    /// The service's endpoints as registered (the proxies' URLs, or another devnet's).
+    endpoint_urls: Vec<String>,
+    /// Registry-only chains of the same network ([`DevnetOptions::registries`]).
+    secondaries: Vec<Devnet>,
+}
+
+/// The chain a registry-only devnet's service runs on (see [`Devnet::start_registry_for`]).
+struct Served {
+    chain_id: u64,
+    urls: Vec<String>,
 }
 
 impl Devnet {
     /// Starts anvil on 127.0.0.1 (free port) and deploys and configures the registry with the
     /// project's Foundry scripts. Anvil's first account deploys and governs.
     pub async fn start(toolchain: &Toolchain, options: &DevnetOptions) -> Result<Self> {
-        let anvil = AnvilProcess::spawn(toolchain, options.block_time).await?;
+        let mut devnet = Self::start_inner(toolchain, options, None).await?;
+        for i in 1..options.registries {
+            let secondary = DevnetOptions {
+                chain_id: Some(devnet.chain_id() + i as u64),
+                registries: 1,
+                config: None,
+                ..options.clone()
+            };
+            let started =
+                Box::pin(Self::start_registry_for(toolchain, &secondary, &devnet)).await?;
+            devnet.secondaries.push(started);
+        }
+        Ok(devnet)
+    }
+
+    /// The registry-only chains started with [`DevnetOptions::registries`], in order.
+    pub fn secondaries(&self) -> &[Devnet] {
+        &self.secondaries
+    }
+
+    /// Stops block production (`anvil_setAutomine false`, `evm_setIntervalMining 0`): the chain
+    /// halts, its RPC still answers with an ageing head.
+    pub async fn halt(&self) -> Result<()> {
+        self.raw("anvil_setAutomine", serde_json::json!([false])).await?;
+        self.raw("evm_setIntervalMining", serde_json::json!([0])).await
+    }
+
+    /// Resumes block production every `block_time` seconds (whole seconds, at least 1).
+    pub async fn resume(&self, block_time: u64) -> Result<()> {
+        self.raw("evm_setIntervalMining", serde_json::json!([block_time.max(1)])).await
+    }
+
+    async fn raw(&self, method: &'static str, params: serde_json::Value) -> Result<()> {
+        let url = self.rpc_url().parse().map_err(|e| Error::Chain(format!("{e}")))?;
+        let provider = ProviderBuilder::new().connect_http(url);
+        provider
+            .raw_request::<_, serde_json::Value>(method.into(), params)
+            .await
+            .map_err(|e| Error::Chain(format!("{method}: {e}")))?;
+        Ok(())
+    }
+
+    /// Starts a second registry chain for `served`'s network: anvil (give it another
+    /// [`DevnetOptions::chain_id`]), the registry deployed and configured by the Foundry
+    /// scripts with the same service ([`DEVNET_SERVICE`]), the same endpoints (`served`'s
+    /// proxies, in the same order) and the same keepers. It starts no proxies of its own.
+    pub async fn start_registry_for(
+        toolchain: &Toolchain,
+        options: &DevnetOptions,
+        served: &Devnet,
+    ) -> Result<Self> {
+        let served = Served { chain_id: served.chain_id(), urls: served.endpoint_urls.clone() };
+        Self::start_inner(toolchain, options, Some(served)).await
+    }
+
+    async fn start_inner(
+        toolchain: &Toolchain,
+        options: &DevnetOptions,
+        served: Option<Served>,
+    ) -> Result<Self> {
+        let anvil = AnvilProcess::spawn(toolchain, options.block_time, options.chain_id).await?;
         let rpc_url = format!("http://127.0.0.1:{}", anvil.port);
         info!(target: "devnet", url = %rpc_url, chain_id = anvil.chain_id, "anvil started");
 
         // Deploy.s.sol leaves a pending record; Configure.s.sol (run next, without an explicit
         // registry) records it once it sees the registry's code, as an operator's run would.
         let deployments = PathBuf::from(format!("target/devnet/{}", anvil.port));
+        // Governance delays as short as the registry allows: none on chain 31337, one second
+        // for the keeper set elsewhere (then Configure.s.sol runs twice, below).
+        let dev_chain = anvil.chain_id == 31337;
         let env = [
             ("DEPLOYER_PRIVATE_KEY", hex_key(&anvil.keys[0])),
             ("LIFELINE_DEPLOYMENTS", deployments.display().to_string()),
+            ("LIFELINE_ADMIN_DELAY", "0".into()),
+            ("LIFELINE_KEEPER_SET_DELAY", if dev_chain { "0" } else { "1" }.into()),
         ];
         run_script(toolchain, "script/Deploy.s.sol", &rpc_url, &env).await?;
 
@@ -111,18 +196,30 @@ impl Devnet {
             proxies: Vec::new(),
             keepers: options.keepers,
             api_key: options.api_key.clone(),
+            endpoint_urls: Vec::new(),
+            secondaries: Vec::new(),
         };
         let config = match &options.config {
             Some(config) => config.clone(),
             None => {
-                for _ in 0..options.endpoints {
-                    devnet.proxies.push(FaultProxy::start(rpc_url.clone()).await?);
-                }
-                if let (Some(key), Some(last)) = (&options.api_key, devnet.proxies.last()) {
-                    last.require_key(key);
-                }
+                let served_chain = match served {
+                    Some(served) => {
+                        devnet.endpoint_urls = served.urls;
+                        served.chain_id
+                    }
+                    None => {
+                        for _ in 0..options.endpoints {
+                            devnet.proxies.push(FaultProxy::start(rpc_url.clone()).await?);
+                        }
+                        if let (Some(key), Some(last)) = (&options.api_key, devnet.proxies.last()) {
+                            last.require_key(key);
+                        }
+                        devnet.endpoint_urls = devnet.registered_urls();
+                        devnet.chain_id()
+                    }
+                };
                 let path = deployments.join("config.json");
-                let json = devnet.generated_config(options);
+                let json = devnet.generated_config(options, served_chain);
                 std::fs::write(toolchain.root().join(&path), json).map_err(|source| Error::Io {
                     context: format!("writing {}", path.display()),
                     source,
@@ -136,6 +233,12 @@ impl Devnet {
             ("LIFELINE_CONFIG", relative_to(toolchain.root(), &config)),
         ];
         run_script(toolchain, "script/Configure.s.sol", &rpc_url, &env).await?;
+        if !dev_chain {
+            // The first run proposed the keeper set (delay 1 s) and skipped the services: let
+            // the delay pass on chain, then activate the set and apply the services.
+            devnet.advance_time(2).await?;
+            run_script(toolchain, "script/Configure.s.sol", &rpc_url, &env).await?;
+        }
         let record =
             toolchain.root().join(&deployments).join(format!("{}.json", devnet.anvil.chain_id));
         (devnet.registry, devnet.deploy_block) = read_deployment(&record)?;
@@ -145,12 +248,43 @@ impl Devnet {
 
     /// Stops the proxies and anvil, and waits for anvil to exit.
     pub async fn shutdown(self) {
-        let Self { anvil, proxies, .. } = self;
+        let Self { anvil, proxies, secondaries, .. } = self;
+        for secondary in secondaries {
+            Box::pin(secondary.shutdown()).await;
+        }
         drop(proxies);
         anvil.shutdown().await;
     }
 
-    fn generated_config(&self, options: &DevnetOptions) -> String {
+    /// The proxies' URLs as registered (the keyed one as a template).
+    fn registered_urls(&self) -> Vec<String> {
+        let keyed = |i: usize| self.api_key.is_some() && i + 1 == self.proxies.len();
+        self.proxies
+            .iter()
+            .enumerate()
+            .map(|(i, proxy)| {
+                if keyed(i) { format!("{}/${{{DEVNET_SECRET}}}", proxy.url()) } else { proxy.url() }
+            })
+            .collect()
+    }
+
+    /// Moves the chain's clock `seconds` ahead and mines a block (anvil's `evm_increaseTime`).
+    async fn advance_time(&self, seconds: u64) -> Result<()> {
+        let url = self.rpc_url().parse().map_err(|e| Error::Chain(format!("{e}")))?;
+        let provider = ProviderBuilder::new().connect_http(url);
+        let chain = |e: &dyn std::fmt::Display| Error::Chain(e.to_string());
+        provider
+            .raw_request::<_, serde_json::Value>("evm_increaseTime".into(), (seconds,))
+            .await
+            .map_err(|e| chain(&e))?;
+        provider
+            .raw_request::<_, serde_json::Value>("evm_mine".into(), ())
+            .await
+            .map_err(|e| chain(&e))?;
+        Ok(())
+    }
+
+    fn generated_config(&self, options: &DevnetOptions, served_chain: u64) -> String {
         let keepers: Vec<_> = (1..=options.keepers)
             .map(|i| {
                 serde_json::json!({
@@ -160,16 +294,10 @@ impl Devnet {
             })
             .collect();
         let endpoints: Vec<_> = self
-            .proxies
+            .endpoint_urls
             .iter()
             .enumerate()
-            .map(|(i, proxy)| {
-                let keyed = self.api_key.is_some() && i + 1 == self.proxies.len();
-                let url = if keyed {
-                    format!("{}/${{{DEVNET_SECRET}}}", proxy.url())
-                } else {
-                    proxy.url()
-                };
+            .map(|(i, url)| {
                 serde_json::json!({
                     "url": url,
                     "region": REGIONS[i % REGIONS.len()],
@@ -183,7 +311,7 @@ impl Devnet {
             "services": [{
                 "name": DEVNET_SERVICE,
                 "config": {
-                    "chainId": self.chain_id(),
+                    "chainId": served_chain,
                     "targetActive": options.target_active,
                     "floor": 1,
                     "minRegions": 2,
@@ -318,10 +446,10 @@ impl Devnet {
         let path = dir.join(format!("keeper-{keeper}.toml"));
         let text = format!(
             r#"# generated by lifeline-devnet for keeper {keeper} ({address})
-[registry]
+[[registry]]
 rpc_urls = [{rpc}]
 address = "{registry}"
-
+{secondaries}
 [probe]
 interval_ms = {interval}
 timeout_ms = {timeout}
@@ -360,6 +488,16 @@ name = "{service}"
                 .collect::<Vec<_>>()
                 .join(", "),
             registry = self.registry,
+            secondaries = self
+                .secondaries
+                .iter()
+                .map(|d| format!(
+                    "\n[[registry]]\nrpc_urls = [\"{}\"]\naddress = \"{}\"\nchain_id = {}\n",
+                    d.rpc_url(),
+                    d.registry,
+                    d.chain_id()
+                ))
+                .collect::<String>(),
             interval = options.probe_interval_ms,
             timeout = options.probe_interval_ms.clamp(100, 800),
             fail_after = options.fail_after,
@@ -454,7 +592,7 @@ name = "{service}"
     /// Has keepers 1 and 2 attest every endpoint healthy (lower index, lower latency), so the
     /// set fills to its target: what the keeper agents do on a healthy network.
     pub async fn bootstrap_routes(&self) -> Result<()> {
-        let verdicts: Vec<Verdict> = (0..self.proxies.len() as u16)
+        let verdicts: Vec<Verdict> = (0..self.endpoint_urls.len() as u16)
             .map(|i| Verdict {
                 endpoint: i,
                 healthy: true,
@@ -654,7 +792,11 @@ struct AnvilProcess {
 
 impl AnvilProcess {
     /// Starts anvil on 127.0.0.1 (a free port) and reads its banner: keys, chain id, port.
-    async fn spawn(toolchain: &Toolchain, block_time: Option<f64>) -> Result<Self> {
+    async fn spawn(
+        toolchain: &Toolchain,
+        block_time: Option<f64>,
+        chain_id: Option<u64>,
+    ) -> Result<Self> {
         let mut command = Command::new(toolchain.anvil());
         command
             .args(["--host", "127.0.0.1", "--port", "0"])
@@ -666,6 +808,9 @@ impl AnvilProcess {
             .kill_on_drop(true);
         if let Some(block_time) = block_time {
             command.arg("--block-time").arg(block_time.to_string());
+        }
+        if let Some(chain_id) = chain_id {
+            command.arg("--chain-id").arg(chain_id.to_string());
         }
         die_with_parent(&mut command);
         let mut child = command.spawn().map_err(NodeError::SpawnError)?;

@@ -23,8 +23,14 @@ pub struct GatewayConfig {
     /// Serve the status page (`/status`, `/status.json`) on the admin listener.
     #[serde(default = "default_status")]
     pub status: bool,
-    /// The registry followed.
-    pub registry: RegistrySection,
+    /// The registries followed, the primary first (`[[registry]]`; a single `[registry]` table
+    /// is a list of one). With several, every service follows all of them and routes by one
+    /// rule (see [`RegistryChoice`]).
+    #[serde(rename = "registry", deserialize_with = "one_or_many")]
+    pub registries: Vec<RegistrySection>,
+    /// How the set in force is chosen among several registries.
+    #[serde(default)]
+    pub registry_choice: RegistryChoice,
     /// The services served (at least one).
     #[serde(rename = "service", default)]
     pub services: Vec<ServiceSection>,
@@ -88,7 +94,59 @@ impl Default for FreshnessSection {
     }
 }
 
-/// `[registry]`: where the route sets come from.
+/// `[registry_choice]`: with several registries, which one's set is in force
+/// (`lifeline_bindings::quorum::RegistrySet`): the primary's (the first `[[registry]]`) while its
+/// chain is live, else the live registry attested most recently; none live: the last set stays.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistryChoice {
+    /// A registry chain is live while the block its set was read at is at most this old,
+    /// milliseconds (default 30,000; rounded down to whole seconds, block times are seconds).
+    pub live_bound_ms: u64,
+    /// Live registries whose route contents differ for longer than this are reported (a
+    /// warning and `lifeline_gateway_registry_disagreements_total`), milliseconds (default
+    /// 30,000).
+    pub disagree_after_ms: u64,
+}
+
+impl Default for RegistryChoice {
+    fn default() -> Self {
+        Self { live_bound_ms: 30_000, disagree_after_ms: 30_000 }
+    }
+}
+
+/// `registry` as a table or a list of tables, keeping serde's messages for either form.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<RegistrySection>, D::Error> {
+    struct OneOrMany;
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Vec<RegistrySection>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a [registry] table or [[registry]] entries")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            map: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            let one =
+                RegistrySection::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            Ok(vec![one])
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(
+            self,
+            seq: A,
+        ) -> std::result::Result<Self::Value, A::Error> {
+            Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    deserializer.deserialize_any(OneOrMany)
+}
+
+/// `[[registry]]`: one registry the route sets come from.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistrySection {
@@ -239,6 +297,12 @@ fn default_registry_poll_ms() -> u64 {
 }
 
 impl GatewayConfig {
+    /// The primary registry (the first `[[registry]]`): the status page and the endpoint table
+    /// read it; route sets come from every registry.
+    pub fn primary(&self) -> &RegistrySection {
+        &self.registries[0]
+    }
+
     /// A gateway on free loopback ports (127.0.0.1:0) following `services` of the registry at
     /// `address` through `rpc_url`, the registry polled every 200 ms, every other field at its
     /// default: what `lifeline devnet` and the tests run.
@@ -248,13 +312,14 @@ impl GatewayConfig {
             listen: loopback,
             admin_listen: loopback,
             status: default_status(),
-            registry: RegistrySection {
+            registries: vec![RegistrySection {
                 rpc_url: rpc_url.to_string(),
                 address,
                 poll_interval_ms: 200,
                 rpc_urls: Vec::new(),
                 quorum: None,
-            },
+            }],
+            registry_choice: RegistryChoice::default(),
             services: services
                 .iter()
                 .map(|name| ServiceSection {
@@ -313,26 +378,52 @@ impl GatewayConfig {
                 }
             }
         }
-        if self.registry.rpc_url.parse::<alloy::transports::http::reqwest::Url>().is_err() {
-            return bad("registry.rpc_url", &self.registry.rpc_url, "not a URL");
+        if self.registries.is_empty() {
+            return Err(Error::Config(
+                "registry = []: add at least one [[registry]] with rpc_url and address".into(),
+            ));
         }
-        for url in &self.registry.rpc_urls {
-            if url.parse::<alloy::transports::http::reqwest::Url>().is_err() {
-                return bad("registry.rpc_urls", url, "not a URL");
+        let several = self.registries.len() > 1;
+        for (i, registry) in self.registries.iter().enumerate() {
+            let field = |name: &str| {
+                if several { format!("registry[{i}].{name}") } else { format!("registry.{name}") }
+            };
+            if registry.rpc_url.parse::<alloy::transports::http::reqwest::Url>().is_err() {
+                return bad(&field("rpc_url"), &registry.rpc_url, "not a URL");
+            }
+            for url in &registry.rpc_urls {
+                if url.parse::<alloy::transports::http::reqwest::Url>().is_err() {
+                    return bad(&field("rpc_urls"), url, "not a URL");
+                }
+            }
+            let urls = registry.all_rpc_urls().len();
+            if let Some(quorum) = registry.quorum
+                && !(1..=urls).contains(&quorum)
+            {
+                return bad(
+                    &field("quorum"),
+                    &quorum,
+                    &format!("must be 1 to {urls} (the RPC URLs)"),
+                );
+            }
+            if registry.poll_interval_ms < 50 {
+                return bad(
+                    &field("poll_interval_ms"),
+                    &registry.poll_interval_ms,
+                    "must be at least 50",
+                );
             }
         }
-        let urls = self.registry.all_rpc_urls().len();
-        if let Some(quorum) = self.registry.quorum
-            && !(1..=urls).contains(&quorum)
-        {
-            return bad("registry.quorum", &quorum, &format!("must be 1 to {urls} (the RPC URLs)"));
-        }
-        if self.registry.poll_interval_ms < 50 {
+        let choice = &self.registry_choice;
+        if choice.live_bound_ms < 1000 {
             return bad(
-                "registry.poll_interval_ms",
-                &self.registry.poll_interval_ms,
-                "must be at least 50",
+                "registry_choice.live_bound_ms",
+                &choice.live_bound_ms,
+                "must be at least 1000 (block times are whole seconds)",
             );
+        }
+        if choice.disagree_after_ms == 0 {
+            return bad("registry_choice.disagree_after_ms", &0, "must be at least 1");
         }
         let l = &self.limits;
         if l.max_body_bytes < 1024 {
@@ -410,6 +501,40 @@ mod tests {
         [[service]]
         name = "eth-devnet/rpc"
     "#;
+
+    #[test]
+    fn registries_are_a_list_the_primary_first() {
+        let one = GatewayConfig::parse(MINIMAL).expect("[registry] still accepted");
+        assert_eq!(one.registries.len(), 1);
+        assert_eq!(one.registry_choice.live_bound_ms, 30_000);
+        assert_eq!(one.registry_choice.disagree_after_ms, 30_000);
+        let two = r#"
+            [[registry]]
+            rpc_url = "http://127.0.0.1:8545"
+            rpc_urls = ["http://127.0.0.1:8546", "http://127.0.0.1:8547"]
+            address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+            [[registry]]
+            rpc_url = "http://127.0.0.1:9545"
+            address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+            [registry_choice]
+            live_bound_ms = 5000
+            [[service]]
+            name = "eth-devnet/rpc"
+        "#;
+        let config = GatewayConfig::parse(two).expect("two registries");
+        assert_eq!(config.registries.len(), 2);
+        assert_eq!(config.primary().rpc_url, "http://127.0.0.1:8545");
+        assert_eq!(config.primary().effective_quorum(), 2);
+        assert_eq!(config.registry_choice.live_bound_ms, 5000);
+        let err = GatewayConfig::parse(&two.replace("http://127.0.0.1:9545", "nope"))
+            .expect_err("rejected")
+            .to_string();
+        assert!(err.contains("registry[1].rpc_url = nope: not a URL"), "{err}");
+        let err = GatewayConfig::parse(&two.replace("live_bound_ms = 5000", "live_bound_ms = 10"))
+            .expect_err("rejected")
+            .to_string();
+        assert!(err.contains("registry_choice.live_bound_ms = 10"), "{err}");
+    }
 
     #[test]
     fn minimal_config_takes_safe_defaults() {

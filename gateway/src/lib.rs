@@ -86,7 +86,27 @@ impl Gateway {
     pub async fn start(config: GatewayConfig) -> Result<Self> {
         config.validate()?;
         let registry = service::registry_client(&config)?;
-        service::check_registry(&registry).await?;
+        let registries = service::registry_set(&config)?;
+        match &registries {
+            None => service::check_registry(&registry).await?,
+            // With several registries one may be down now (that is what they are for): only a
+            // registry with no contract stops the gateway; unreachable ones are warned about.
+            Some(set) => {
+                for (index, reader) in set.registries.iter().enumerate() {
+                    if let Err(e) = service::check_registry(&reader.client()).await {
+                        if alloy::providers::Provider::get_block_number(
+                            reader.client().contract().provider(),
+                        )
+                        .await
+                        .is_ok()
+                        {
+                            return Err(e);
+                        }
+                        warn!(target: "gateway", registry = index, error = %e, "registry unreachable at startup; following the others meanwhile");
+                    }
+                }
+            }
+        }
         let quorum = service::quorum_reader(&config)?;
         let secrets = lifeline_bindings::secrets::Secrets::load(&config.secrets)
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -113,7 +133,7 @@ impl Gateway {
         let (rpc_addr, admin_addr) = (local(&rpc_listener)?, local(&admin_listener)?);
 
         let (stop, shutdown) = watch::channel(false);
-        let poll = Duration::from_millis(config.registry.poll_interval_ms);
+        let poll = Duration::from_millis(config.primary().poll_interval_ms);
         let max_connections = config.limits.max_connections;
         let mut state =
             server::AppState::new(config, metrics.clone(), services.clone(), shutdown.clone());
@@ -132,7 +152,8 @@ impl Gateway {
         let state = Arc::new(state);
         let sessions = state.sessions.clone();
         for service in &services {
-            let follower = service.clone().follow(registry.clone(), quorum.clone(), poll);
+            let follower =
+                service.clone().follow(registry.clone(), quorum.clone(), registries.clone(), poll);
             let mut stop_follow = shutdown.clone();
             tasks.spawn(async move {
                 tokio::select! {

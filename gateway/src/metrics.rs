@@ -89,6 +89,11 @@ pub struct Metrics {
     pub dissents: Family<ServiceLabels, Counter>,
     /// The registry epoch each service routes by.
     pub epoch: Family<ServiceLabels, Gauge>,
+    /// Index of the registry whose set each service routes by (0 = the primary).
+    pub registry_in_force: Family<ServiceLabels, Gauge>,
+    /// Times live registries of a service disagreed on its route set for longer than
+    /// `registry_choice.disagree_after_ms`.
+    pub registry_disagreements: Family<ServiceLabels, Counter>,
     /// Authorised routes each service routes by.
     pub routes: Family<ServiceLabels, Gauge>,
     /// Subscriptions open now.
@@ -128,6 +133,8 @@ impl Default for Metrics {
         let route_skipped = Family::<SkipLabels, Gauge>::default();
         let stale_refusals = Family::<ServiceLabels, Counter>::default();
         let dissents = Family::<ServiceLabels, Counter>::default();
+        let registry_in_force = Family::<ServiceLabels, Gauge>::default();
+        let registry_disagreements = Family::<ServiceLabels, Counter>::default();
         let routes = Family::<ServiceLabels, Gauge>::default();
         let subscriptions = Family::<KindLabels, Gauge>::default();
         let resubscribes = Family::<ServiceLabels, Counter>::default();
@@ -158,6 +165,16 @@ impl Default for Metrics {
             stale_refusals.clone(),
         );
         registry.register("dissents", "Consensus answers a route disagreed with", dissents.clone());
+        registry.register(
+            "registry_in_force",
+            "Index of the registry whose route set the service routes by (0 = primary)",
+            registry_in_force.clone(),
+        );
+        registry.register(
+            "registry_disagreements",
+            "Times live registries disagreed on the route set for longer than disagree_after",
+            registry_disagreements.clone(),
+        );
         registry.register("epoch", "Registry epoch of the route set in use", epoch.clone());
         registry.register("authorised_routes", "Routes in the set in use", routes.clone());
         registry.register("subscriptions", "Open subscriptions", subscriptions.clone());
@@ -191,6 +208,8 @@ impl Default for Metrics {
             route_skipped,
             stale_refusals,
             dissents,
+            registry_in_force,
+            registry_disagreements,
             epoch,
             routes,
             subscriptions,

@@ -249,7 +249,10 @@ async fn routes(State(state): State<Arc<AppState>>) -> Json<Value> {
             })
         })
         .collect();
-    Json(json!({ "registry": state.config.registry.address, "services": services }))
+    let registries: Vec<_> = state.config.registries.iter().map(|r| r.address).collect();
+    Json(
+        json!({ "registry": state.config.primary().address, "registries": registries, "services": services }),
+    )
 }
 
 async fn healthz(State(state): State<Arc<AppState>>) -> Response {

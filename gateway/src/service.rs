@@ -20,7 +20,7 @@ use alloy::{
 };
 use lifeline_bindings::{
     EndpointState, FailoverConfig, FailoverTransport, RegistryClient, RouteSet, WatchConfig,
-    quorum::QuorumReader,
+    quorum::{QuorumReader, RegistrySet},
     transport::{ConsensusConfig, freshness::FreshnessConfig},
 };
 use serde_json::value::RawValue;
@@ -49,6 +49,27 @@ pub struct RouteView {
     pub registry_read_at: u64,
     /// The last registry read error, if the last read failed.
     pub registry_error: Option<String>,
+    /// Index of the registry whose set is in force (0, the primary, with one registry).
+    pub registry_in_force: usize,
+    /// With several registries: each one's agreed set as last read, side by side.
+    pub registries: Vec<RegistryView>,
+}
+
+/// One registry of a service followed on several (`/routes`, `lifeline routes`).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct RegistryView {
+    /// Its index in `[[registry]]` (0 = the primary).
+    pub index: usize,
+    /// Its address.
+    pub address: alloy::primitives::Address,
+    /// Its set as its RPC quorum last agreed on it (`None`: unreadable or no quorum).
+    pub set: Option<RouteSet>,
+    /// Unix time of the block that set was read at.
+    pub block_time: u64,
+    /// Its chain was live (the block at most `live_bound` old) at the last read.
+    pub live: bool,
+    /// Its set is the one in force.
+    pub in_force: bool,
 }
 
 /// One served service.
@@ -190,37 +211,68 @@ impl ServiceHandle {
     }
 
     /// Follows the registry: applies each new route set to the transport (read through a
-    /// quorum of registry RPCs when `quorum` is given, see `lifeline_bindings::quorum`), and
-    /// refreshes the endpoint table for `/routes` every few seconds. Runs until the task is
-    /// aborted.
+    /// quorum of registry RPCs when `quorum` is given, see `lifeline_bindings::quorum`; chosen
+    /// among several registries by the rule of `RegistrySet` when `registries` is given), and
+    /// refreshes the endpoint table for `/routes` (from `registry`, the primary) every few
+    /// seconds. Runs until the task is aborted.
     pub async fn follow(
         self: Arc<Self>,
         registry: RegistryClient<DynProvider>,
         quorum: Option<QuorumReader<DynProvider>>,
+        registries: Option<RegistrySet<DynProvider>>,
         poll: Duration,
     ) {
-        let mut watcher =
-            registry.watch(self.id, WatchConfig { poll_interval: poll, ..Default::default() });
-        let mut agreed = quorum.map(|reader| reader.watch(self.id, poll));
         let labels = Metrics::service(&self.name);
+        let addresses: Vec<alloy::primitives::Address> = registries
+            .as_ref()
+            .map(|r| r.registries.iter().map(|q| q.address()).collect())
+            .unwrap_or_default();
         let sets = async {
-            loop {
-                let set = match &mut agreed {
-                    Some(agreed) => agreed.next().await,
-                    None => watcher.next().await,
-                };
-                let names = set.routes.iter().filter_map(|r| {
-                    r.url.parse::<Url>().ok().map(|url| (url, format!("{}", r.id)))
-                });
-                self.names.set(names);
-                if self.transport.apply(&set) {
-                    info!(target: "gateway::routes", service = %self.name, epoch = set.epoch, routes = set.routes.len(), "route set applied");
+            if let Some(registries) = registries {
+                let mut watcher = registries.watch(self.id, poll);
+                loop {
+                    let round = watcher.next().await;
+                    if round.disagreement_reported {
+                        self.metrics.registry_disagreements.get_or_create(&labels).inc();
+                    }
+                    let in_force = round.choice.as_ref().map_or(0, |c| c.registry);
+                    let views = round
+                        .agreed
+                        .iter()
+                        .zip(&round.live)
+                        .enumerate()
+                        .map(|(index, (agreed, live))| RegistryView {
+                            index,
+                            address: addresses.get(index).copied().unwrap_or_default(),
+                            set: agreed.as_ref().map(|a| a.set.clone()),
+                            block_time: agreed.as_ref().map_or(0, |a| a.block_time),
+                            live: *live,
+                            in_force: round.choice.is_some() && index == in_force,
+                        })
+                        .collect();
+                    {
+                        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+                        view.registries = views;
+                        view.registry_in_force = in_force;
+                    }
+                    let Some(choice) = round.choice.filter(|_| round.changed) else { continue };
+                    self.metrics.registry_in_force.get_or_create(&labels).set(in_force as i64);
+                    info!(target: "gateway::routes", service = %self.name, registry = in_force, epoch = choice.set.epoch, "route set in force from registry {in_force}");
+                    // Epochs of different registries are not comparable: the choice is applied
+                    // whatever its epoch.
+                    self.apply(choice.set, true, &labels);
                 }
-                self.metrics.epoch.get_or_create(&labels).set(i64::from(set.epoch));
-                self.metrics.routes.get_or_create(&labels).set(set.routes.len() as i64);
-                let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
-                view.set = Some(set);
-                view.registry_read_at = unix_now();
+            } else {
+                let mut watcher = registry
+                    .watch(self.id, WatchConfig { poll_interval: poll, ..Default::default() });
+                let mut agreed = quorum.map(|reader| reader.watch(self.id, poll));
+                loop {
+                    let set = match &mut agreed {
+                        Some(agreed) => agreed.next().await,
+                        None => watcher.next().await,
+                    };
+                    self.apply(set, false, &labels);
+                }
             }
         };
         let endpoints = async {
@@ -243,6 +295,29 @@ impl ServiceHandle {
             }
         };
         tokio::join!(sets, endpoints);
+    }
+
+    /// Routes by `set` from now on (`canonical`: whatever its epoch).
+    fn apply(&self, set: RouteSet, canonical: bool, labels: &crate::metrics::ServiceLabels) {
+        let names = set
+            .routes
+            .iter()
+            .filter_map(|r| r.url.parse::<Url>().ok().map(|url| (url, format!("{}", r.id))));
+        self.names.set(names);
+        let applied = if canonical {
+            self.transport.apply_canonical(&set);
+            true
+        } else {
+            self.transport.apply(&set)
+        };
+        if applied {
+            info!(target: "gateway::routes", service = %self.name, epoch = set.epoch, routes = set.routes.len(), "route set applied");
+        }
+        self.metrics.epoch.get_or_create(labels).set(i64::from(set.epoch));
+        self.metrics.routes.get_or_create(labels).set(set.routes.len() as i64);
+        let mut view = self.view.write().unwrap_or_else(|p| p.into_inner());
+        view.set = Some(set);
+        view.registry_read_at = unix_now();
     }
 
     /// Answers one call: the JSON text of the response object.
@@ -364,33 +439,55 @@ impl ServiceHandle {
     }
 }
 
-/// A registry client for the gateway's follower tasks.
+/// A registry client of the primary registry, for the gateway's follower tasks.
 pub fn registry_client(config: &GatewayConfig) -> crate::Result<RegistryClient<DynProvider>> {
-    let url: Url = config.registry.rpc_url.parse().map_err(|e| {
-        crate::Error::Config(format!("registry.rpc_url = {}: {e}", config.registry.rpc_url))
-    })?;
-    let provider = ProviderBuilder::new().connect_http(url).erased();
-    Ok(RegistryClient::new(config.registry.address, provider))
+    client_of(config.primary(), &config.primary().rpc_url)
 }
 
-/// With more than one registry RPC URL configured, a reader that needs a quorum of them.
-pub fn quorum_reader(config: &GatewayConfig) -> crate::Result<Option<QuorumReader<DynProvider>>> {
-    if config.registry.rpc_urls.is_empty() {
-        return Ok(None);
-    }
-    let clients = config
-        .registry
+fn client_of(
+    registry: &crate::config::RegistrySection,
+    url: &str,
+) -> crate::Result<RegistryClient<DynProvider>> {
+    let parsed: Url =
+        url.parse().map_err(|e| crate::Error::Config(format!("registry.rpc_url = {url}: {e}")))?;
+    let provider = ProviderBuilder::new().connect_http(parsed).erased();
+    Ok(RegistryClient::new(registry.address, provider))
+}
+
+/// A reader of `registry` through every one of its RPC URLs, needing its quorum of them.
+fn reader_of(
+    registry: &crate::config::RegistrySection,
+) -> crate::Result<QuorumReader<DynProvider>> {
+    let clients = registry
         .all_rpc_urls()
         .into_iter()
-        .map(|u| {
-            let url: Url = u
-                .parse()
-                .map_err(|e| crate::Error::Config(format!("registry.rpc_urls = {u}: {e}")))?;
-            let provider = ProviderBuilder::new().connect_http(url).erased();
-            Ok(RegistryClient::new(config.registry.address, provider))
-        })
+        .map(|u| client_of(registry, u))
         .collect::<crate::Result<Vec<_>>>()?;
-    Ok(Some(QuorumReader::new(clients, config.registry.effective_quorum(), 0)))
+    Ok(QuorumReader::new(clients, registry.effective_quorum(), 0))
+}
+
+/// With one registry and more than one of its RPC URLs configured, a reader that needs a
+/// quorum of them.
+pub fn quorum_reader(config: &GatewayConfig) -> crate::Result<Option<QuorumReader<DynProvider>>> {
+    if config.registries.len() > 1 || config.primary().rpc_urls.is_empty() {
+        return Ok(None);
+    }
+    reader_of(config.primary()).map(Some)
+}
+
+/// With several registries configured, every one (each through its quorum of RPC URLs) and the
+/// rule that picks the set in force.
+pub fn registry_set(config: &GatewayConfig) -> crate::Result<Option<RegistrySet<DynProvider>>> {
+    if config.registries.len() < 2 {
+        return Ok(None);
+    }
+    let readers = config.registries.iter().map(reader_of).collect::<crate::Result<Vec<_>>>()?;
+    let choice = &config.registry_choice;
+    Ok(Some(RegistrySet::new(
+        readers,
+        Duration::from_millis(choice.live_bound_ms),
+        Duration::from_millis(choice.disagree_after_ms),
+    )))
 }
 
 /// Raw JSON for a value (serialising a `Value` cannot fail).

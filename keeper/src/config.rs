@@ -1,7 +1,11 @@
 //! `keeper.toml`: what a keeper watches, how it judges, where it writes. Every field has a
-//! documented default except the registry address and the services; `keeper.example.toml` in
-//! the repository is the commented reference. A bad value is rejected with an error naming the
+//! documented default except the registries and the services; `keeper.example.toml` in the
+//! repository is the commented reference. A bad value is rejected with an error naming the
 //! field and the value.
+//!
+//! The registries are a list, `[[registry]]` (the same services attested on every one, each
+//! registry with its own chain, RPC URLs, nonces and fees); a single `[registry]` table, the
+//! older form, is read as a list of one.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
@@ -30,8 +34,9 @@ pub enum ConfigError {
     /// A value is out of range.
     #[error("{field} = {value}: {reason}")]
     Invalid {
-        /// Dotted path of the field.
-        field: &'static str,
+        /// Dotted path of the field (`registry[1].rpc_urls` when several registries are
+        /// configured).
+        field: String,
         /// The value given.
         value: String,
         /// What is expected.
@@ -43,8 +48,10 @@ pub enum ConfigError {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeeperConfig {
-    /// The registry chain and contract.
-    pub registry: RegistryConfig,
+    /// The registries attested on, each on its own chain (`[[registry]]`; a single
+    /// `[registry]` table is a list of one). The keeper runs one engine per registry.
+    #[serde(rename = "registry", deserialize_with = "one_or_many")]
+    pub registries: Vec<RegistryConfig>,
     /// Where the signing key comes from.
     #[serde(default)]
     pub signer: SignerConfig,
@@ -69,8 +76,8 @@ pub struct KeeperConfig {
     pub secrets: std::collections::BTreeMap<String, lifeline_bindings::secrets::SecretSource>,
 }
 
-/// `[registry]`.
-#[derive(Debug, Clone, Deserialize)]
+/// `[[registry]]`: one registry the keeper attests on.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegistryConfig {
     /// JSON-RPC URLs of the registry chain; writes and reads fail over between them.
@@ -331,6 +338,41 @@ pub struct ServiceConfig {
     pub proof_account: Option<Address>,
 }
 
+/// `registry` as a table (the older `[registry]`, a list of one) or an array of tables
+/// (`[[registry]]`), keeping serde's messages (unknown field, bad type) for either form.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Vec<RegistryConfig>, D::Error> {
+    struct OneOrMany;
+    impl<'de> serde::de::Visitor<'de> for OneOrMany {
+        type Value = Vec<RegistryConfig>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a [registry] table or [[registry]] entries")
+        }
+
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+            let one =
+                RegistryConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))?;
+            Ok(vec![one])
+        }
+
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+            Vec::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))
+        }
+    }
+    deserializer.deserialize_any(OneOrMany)
+}
+
+/// A validation error naming the field and the value.
+fn invalid<T>(
+    field: impl Into<String>,
+    value: &dyn std::fmt::Display,
+    reason: &'static str,
+) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid { field: field.into(), value: value.to_string(), reason })
+}
+
 fn default_kind() -> ProbeKind {
     ProbeKind::Jsonrpc
 }
@@ -361,15 +403,49 @@ impl KeeperConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |field, value: &dyn std::fmt::Display, reason| {
-            Err(ConfigError::Invalid { field, value: value.to_string(), reason })
-        };
-        if self.registry.rpc_urls.is_empty() {
-            return invalid("registry.rpc_urls", &"[]", "give at least one JSON-RPC URL");
+        if self.registries.is_empty() {
+            return invalid(
+                "registry",
+                &"[]",
+                "add at least one [[registry]] with rpc_urls and address",
+            );
         }
-        for url in &self.registry.rpc_urls {
-            if url.parse::<alloy::transports::http::reqwest::Url>().is_err() {
-                return invalid("registry.rpc_urls", url, "not a URL");
+        let several = self.registries.len() > 1;
+        for (i, r) in self.registries.iter().enumerate() {
+            // One registry keeps the plain names of the older `[registry]` form.
+            let field = |name: &str| {
+                if several { format!("registry[{i}].{name}") } else { format!("registry.{name}") }
+            };
+            if r.rpc_urls.is_empty() {
+                return invalid(field("rpc_urls"), &"[]", "give at least one JSON-RPC URL");
+            }
+            for url in &r.rpc_urls {
+                if url.parse::<alloy::transports::http::reqwest::Url>().is_err() {
+                    return invalid(field("rpc_urls"), url, "not a URL");
+                }
+            }
+            if r.chain_id == Some(0) {
+                return invalid(
+                    field("chain_id"),
+                    &0,
+                    "must be a chain id (omit it to use the majority of rpc_urls)",
+                );
+            }
+            let same = |o: &RegistryConfig| {
+                o.address == r.address
+                    && (o.chain_id.is_some() && o.chain_id == r.chain_id
+                        || o.rpc_urls.iter().any(|u| r.rpc_urls.contains(u)))
+            };
+            if let Some(j) = self.registries[..i].iter().position(same) {
+                return invalid(
+                    field("address"),
+                    &r.address,
+                    if j == 0 {
+                        "the same registry (address and chain or RPC URL) as registry[0]; each registry once"
+                    } else {
+                        "the same registry (address and chain or RPC URL) as an earlier [[registry]]; each registry once"
+                    },
+                );
             }
         }
         if self.services.is_empty() {
@@ -386,13 +462,6 @@ impl KeeperConfig {
                     "appears in two [[service]] sections; each service once",
                 );
             }
-        }
-        if self.registry.chain_id == Some(0) {
-            return invalid(
-                "registry.chain_id",
-                &0,
-                "must be a chain id (omit it to use the majority of rpc_urls)",
-            );
         }
         if let (Some(_), Some(_)) = (&self.signer.password_file, &self.signer.password_env) {
             return invalid(
@@ -558,7 +627,74 @@ mod tests {
         KeeperConfig::parse(&ok).expect("56 < 60");
         let c = KeeperConfig::parse(MINIMAL).expect("valid");
         assert_eq!((c.submit.max_fee_gwei, c.submit.max_priority_fee_gwei), (500, 50));
-        assert_eq!(c.registry.chain_id, None);
+        assert_eq!(c.registries[0].chain_id, None);
+    }
+
+    const TWO: &str = r#"
+        [[registry]]
+        rpc_urls = ["http://127.0.0.1:8545"]
+        address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+
+        [[registry]]
+        rpc_urls = ["http://127.0.0.1:9545", "http://127.0.0.1:9546"]
+        address = "0x5FbDB2315678afecb367f032d93F642f64180aa3"
+        chain_id = 31338
+
+        [[service]]
+        name = "eth-devnet/rpc"
+    "#;
+
+    #[test]
+    fn registries_are_a_list_and_the_older_table_is_a_list_of_one() {
+        let one = KeeperConfig::parse(MINIMAL).expect("[registry] still accepted");
+        assert_eq!(one.registries.len(), 1);
+        assert_eq!(one.registries[0].rpc_urls, ["http://127.0.0.1:8545"]);
+        let two = KeeperConfig::parse(TWO).expect("[[registry]]");
+        assert_eq!(two.registries.len(), 2);
+        assert_eq!(two.registries[1].chain_id, Some(31338));
+        assert_eq!(two.registries[1].rpc_urls.len(), 2);
+        let single_list =
+            TWO.split("[[registry]]").take(2).collect::<Vec<_>>().join("[[registry]]");
+        let single_list = format!("{single_list}\n[[service]]\nname = \"x\"\n");
+        assert_eq!(
+            KeeperConfig::parse(&single_list).expect("one [[registry]]").registries.len(),
+            1
+        );
+    }
+
+    #[test]
+    fn each_registry_is_validated_by_its_index() {
+        KeeperConfig::parse(&TWO.replace("\"http://127.0.0.1:9545\", ", ""))
+            .expect("one URL is fine");
+        let err = KeeperConfig::parse(&TWO.replace("chain_id = 31338", "chain_id = 0"))
+            .expect_err("rejected")
+            .to_string();
+        assert_eq!(
+            err,
+            "registry[1].chain_id = 0: must be a chain id (omit it to use the majority of rpc_urls)"
+        );
+        let err = KeeperConfig::parse(
+            &TWO.replace("\"http://127.0.0.1:9546\"", "\"http://127.0.0.1:8545\""),
+        )
+        .expect_err("the same registry twice")
+        .to_string();
+        assert!(err.starts_with("registry[1].address = 0x5FbDB2315678afecb367f032d93F642f64180aa3: the same registry"), "{err}");
+        let err = KeeperConfig::parse(
+            &TWO.replace("rpc_urls = [\"http://127.0.0.1:8545\"]", "rpc_urls = []"),
+        )
+        .expect_err("rejected")
+        .to_string();
+        assert_eq!(err, "registry[0].rpc_urls = []: give at least one JSON-RPC URL");
+        let err = KeeperConfig::parse(
+            &MINIMAL.replace("rpc_urls = [\"http://127.0.0.1:8545\"]", "rpc_urls = []"),
+        )
+        .expect_err("rejected")
+        .to_string();
+        assert_eq!(err, "registry.rpc_urls = []: give at least one JSON-RPC URL");
+        let err = KeeperConfig::parse(&TWO.replace("chain_id = 31338", "chain_idd = 1"))
+            .expect_err("rejected")
+            .to_string();
+        assert!(err.contains("chain_idd"), "{err}");
     }
 
     #[test]

@@ -14,6 +14,15 @@
 //!
 //! Startup refuses, with one message, what no retry can fix: registry RPC URLs that do not
 //! serve the registry's chain, no contract at the registry address, a service not registered.
+//!
+//! **Several registries** (`[[registry]]`): [`Engines`] runs one [`Engine`] per registry, each a
+//! task of its own with its own registry RPC (chain pin), submitter (nonces, fees), membership
+//! and reachability, so a registry whose chain halts or whose RPC is down or stuck never delays
+//! the others. Probing is duplicated: each engine probes the endpoints its registry lists, on
+//! its own schedule (the registries may list different endpoints). Metrics carry the registry's
+//! index as the `registry` label. A registry unreachable at startup, when several are
+//! configured, is retried in the background (with backoff) while the others attest; with one
+//! registry it stops the keeper as before.
 
 use std::{
     collections::HashMap,
@@ -33,7 +42,7 @@ use lifeline_bindings::{
     registry::RouteRegistry::RouteRegistryErrors, secrets::Secrets, service_id,
 };
 use tokio::sync::{Semaphore, watch};
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use crate::{
     collect::{JsonRpcRound, Observed},
@@ -87,11 +96,15 @@ struct ServiceWatch {
     inflight: Option<Inflight>,
 }
 
-/// The running keeper.
+/// The keeper's pipeline on one registry (one `[[registry]]` entry).
 #[derive(Debug)]
 pub struct Engine {
     pipeline: Pipeline,
     services: Vec<ServiceWatch>,
+    /// Index of its `[[registry]]` entry.
+    index: usize,
+    /// Whether the keeper runs several registries (logs then name the registry).
+    several: bool,
 }
 
 /// What every service's round shares (read-only during a round, so rounds run concurrently).
@@ -138,17 +151,25 @@ struct Snapshot {
 }
 
 impl Engine {
-    /// Wires the pipeline: the registry RPC pinned to the registry's chain (see [`RegistryRpc`]),
-    /// the submitter, and a first read of every configured service and of the keeper set.
+    /// Wires the pipeline for `config.registries[index]`: the registry RPC pinned to the
+    /// registry's chain (see [`RegistryRpc`]), the submitter, and a first read of every
+    /// configured service and of the keeper set. `metrics` is scoped to the registry here
+    /// ([`Metrics::for_registry`]).
     pub async fn new(
         config: KeeperConfig,
+        index: usize,
         signer: alloy::signers::local::PrivateKeySigner,
         metrics: Metrics,
     ) -> Result<Self, StartupError> {
+        let metrics = metrics.for_registry(index);
+        let several = config.registries.len() > 1;
+        let registry =
+            config.registries.get(index).cloned().ok_or_else(|| {
+                StartupError::NoRegistryRpc(format!("no [[registry]] entry {index}"))
+            })?;
         let secrets = Secrets::load(&config.secrets)?;
-        let address = config.registry.address;
-        let urls = config
-            .registry
+        let address = registry.address;
+        let urls = registry
             .rpc_urls
             .iter()
             .map(|u| {
@@ -156,7 +177,7 @@ impl Engine {
                     .map_err(|_| StartupError::NoRegistryRpc(format!("{u} (not a URL)")))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let rpc = RegistryRpc::connect(&urls, address, config.registry.chain_id).await?;
+        let rpc = RegistryRpc::connect(&urls, address, registry.chain_id).await?;
         let chain_id = rpc.chain_id();
         let submitter = Submitter::new(&rpc, address, signer, config.submit.clone());
         let client = submitter.client();
@@ -203,9 +224,8 @@ impl Engine {
             .call()
             .await
             .map_err(|e| StartupError::Registry { address, reason: e.to_string() })?;
-        metrics.keeper_in_set.set(i64::from(keeper.active));
-        metrics.registry_reachable.set(1);
-        metrics.registry_last_success.set(unix_now() as i64);
+        metrics.set_keeper_in_set(keeper.active);
+        metrics.set_registry_reachable(true);
         if !keeper.active {
             warn!(
                 target: "keeper",
@@ -268,7 +288,7 @@ impl Engine {
                 }
             }
         }
-        Ok(Self { pipeline, services })
+        Ok(Self { pipeline, services, index, several })
     }
 
     /// The keeper's address.
@@ -281,11 +301,23 @@ impl Engine {
         self.pipeline.submitter.chain_id()
     }
 
-    /// Runs rounds until `shutdown` turns true; a round in progress finishes first.
-    pub async fn run(mut self, shutdown: watch::Receiver<bool>) -> eyre::Result<()> {
+    /// Runs rounds until `shutdown` turns true; a round in progress finishes first. With
+    /// several registries, every log line of this engine carries its `registry` index and chain.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> eyre::Result<()> {
+        if self.several {
+            let span =
+                tracing::info_span!("registry", index = self.index, chain_id = self.chain_id());
+            self.run_rounds(shutdown).instrument(span).await
+        } else {
+            self.run_rounds(shutdown).await
+        }
+    }
+
+    async fn run_rounds(mut self, shutdown: watch::Receiver<bool>) -> eyre::Result<()> {
         info!(
             target: "keeper",
             keeper = %self.address(),
+            registry = self.index,
             chain_id = self.chain_id(),
             services = self.services.len(),
             interval_ms = self.pipeline.config.probe.interval_ms,
@@ -301,6 +333,116 @@ impl Engine {
         }))
         .await;
         Ok(())
+    }
+}
+
+/// First and longest pause between startup attempts of a registry unreachable at startup.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// The keeper on every configured registry: one [`Engine`] per `[[registry]]`, each run as a
+/// task of its own, so one registry's trouble never delays another's attestations.
+#[derive(Debug)]
+pub struct Engines {
+    engines: Vec<Engine>,
+    /// Registries unreachable at startup (only with several): retried while the others run.
+    pending: Vec<usize>,
+    config: KeeperConfig,
+    signer: alloy::signers::local::PrivateKeySigner,
+    metrics: Metrics,
+}
+
+impl Engines {
+    /// Starts an engine per registry, all at once. With one registry any startup error stops
+    /// the keeper (as it always did). With several, a misconfiguration still stops it, naming
+    /// the registry (`registry[1] (0x..): ...`); a registry that cannot be reached now is
+    /// retried in the background by [`Engines::run`] while the others attest.
+    pub async fn start(
+        config: KeeperConfig,
+        signer: alloy::signers::local::PrivateKeySigner,
+        metrics: Metrics,
+    ) -> Result<Self, StartupError> {
+        let several = config.registries.len() > 1;
+        let started = join_all(
+            (0..config.registries.len())
+                .map(|index| Engine::new(config.clone(), index, signer.clone(), metrics.clone())),
+        )
+        .await;
+        let (mut engines, mut pending) = (Vec::new(), Vec::new());
+        for (index, started) in started.into_iter().enumerate() {
+            match started {
+                Ok(engine) => engines.push(engine),
+                Err(e) if !several => return Err(e),
+                Err(e) => {
+                    let address = config.registries[index].address;
+                    let e = StartupError::InRegistry { index, address, source: Box::new(e) };
+                    if !e.is_unreachable() {
+                        return Err(e);
+                    }
+                    metrics.for_registry(index).set_registry_reachable(false);
+                    warn!(target: "keeper", registry = index, error = %e, "registry unreachable at startup: attesting on the others, retrying this one with backoff");
+                    pending.push(index);
+                }
+            }
+        }
+        Ok(Self { engines, pending, config, signer, metrics })
+    }
+
+    /// The engines running now (registries unreachable at startup are not among them yet).
+    pub fn engines(&self) -> &[Engine] {
+        &self.engines
+    }
+
+    /// Runs every engine until `shutdown` turns true, each in its own task; registries that
+    /// were unreachable at startup are retried (1 s, 2 s, ... 30 s) and start once they
+    /// answer. Returns the first engine error, after every engine has ended.
+    pub async fn run(self, shutdown: watch::Receiver<bool>) -> eyre::Result<()> {
+        let Self { engines, pending, config, signer, metrics } = self;
+        let mut tasks = Vec::new();
+        for engine in engines {
+            tasks.push(tokio::spawn(engine.run(shutdown.clone())));
+        }
+        for index in pending {
+            let (config, signer, metrics) = (config.clone(), signer.clone(), metrics.clone());
+            let mut shutdown = shutdown.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut pause = RETRY_FIRST;
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    if *shutdown.borrow() {
+                        return Ok(());
+                    }
+                    match Engine::new(config.clone(), index, signer.clone(), metrics.clone()).await {
+                        Ok(engine) => {
+                            info!(target: "keeper", registry = index, "registry reachable: attesting on it too");
+                            return engine.run(shutdown).await;
+                        }
+                        Err(e) if e.is_unreachable() => {
+                            debug!(target: "keeper", registry = index, error = %e, "registry still unreachable");
+                            pause = (pause * 2).min(RETRY_MAX);
+                        }
+                        Err(e) => {
+                            error!(target: "keeper", registry = index, error = %e, "registry cannot be used; not attesting on it");
+                            return Err(eyre::Report::new(e));
+                        }
+                    }
+                }
+            }));
+        }
+        let mut first_error = None;
+        for task in tasks {
+            let outcome = match task.await {
+                Ok(outcome) => outcome,
+                Err(e) => Err(eyre::eyre!("a registry's engine ended abnormally: {e}")),
+            };
+            if let Err(e) = outcome {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 }
 
@@ -422,8 +564,9 @@ impl Pipeline {
         debug!(target: "keeper::attest", service = %name, kind, votes = wire.len(), "submitting");
         // The submission runs beside the probes: a slow chain never delays the next round.
         let submitter = self.submitter.clone();
-        service.inflight =
-            Some(tokio::spawn(async move { (kind, submitter.submit(id, wire).await) }));
+        service.inflight = Some(tokio::spawn(
+            async move { (kind, submitter.submit(id, wire).await) }.in_current_span(),
+        ));
     }
 
     /// Re-probes, after [`CONFIRM_GAP`], every endpoint whose last probe failed outright
@@ -594,7 +737,7 @@ impl Pipeline {
             Ok((kind, Ok(Submitted::Accepted { gas_used, .. }))) => {
                 service.last_submission = Some(Instant::now());
                 self.metrics.submission("accepted", kind);
-                self.metrics.gas_used.inc_by(gas_used);
+                self.metrics.add_gas_used(gas_used);
             }
             Ok((kind, Ok(Submitted::Landed { .. }))) => {
                 service.last_submission = Some(Instant::now());
@@ -606,10 +749,7 @@ impl Pipeline {
             }
             Ok((kind, Err(e))) => {
                 self.metrics.submission("failed", kind);
-                self.metrics
-                    .submission_failures
-                    .get_or_create(&crate::metrics::FailureLabels { reason: e.label() })
-                    .inc();
+                self.metrics.submission_failure(e.label());
                 if let SubmitError::NotAKeeper(_) = e {
                     self.set_in_set(false);
                 } else {
@@ -631,15 +771,14 @@ impl Pipeline {
             r.next_warn = Instant::now();
             r.warn_every = WARN_FIRST;
         }
-        self.metrics.registry_reachable.set(1);
-        self.metrics.registry_last_success.set(unix_now() as i64);
+        self.metrics.set_registry_reachable(true);
     }
 
     /// Records a failed registry read; warns at once, then ever less often while it lasts.
     fn registry_failed(&self, e: &lifeline_bindings::Error) {
         let mut r = lock(&self.registry);
         let now = Instant::now();
-        self.metrics.registry_reachable.set(0);
+        self.metrics.set_registry_reachable(false);
         let since = *r.down_since.get_or_insert(now);
         if now < r.next_warn {
             debug!(target: "keeper", error = %e, "registry RPC still unreachable");
@@ -662,7 +801,7 @@ impl Pipeline {
 
     fn set_in_set(&self, in_set: bool) {
         let mut m = lock(&self.membership);
-        self.metrics.keeper_in_set.set(i64::from(in_set));
+        self.metrics.set_keeper_in_set(in_set);
         if m.in_set == in_set {
             return;
         }

@@ -17,6 +17,8 @@
 //!             +---------------------------------------------------------------------------------+
 //! ```
 //!
+//! One engine per `[[registry]]` ([`engine::Engines`]): each registry its own chain pin,
+//! submitter (nonces, fees) and task, so a stuck registry never delays another.
 //! The registry chain: [`rpc`] (every `registry.rpc_urls` entry pinned to the registry's chain,
 //! failover, transactions to every URL). Operating: [`config`] (TOML, every default documented),
 //! [`startup`] (what stops the keeper at startup, said once), [`signer`] (keystore or

@@ -1,21 +1,23 @@
 //! Prometheus metrics of one keeper, served as text on `/metrics`, with the `prometheus-client`
 //! crate (which escapes label values). Label values are bounded: services come from the
-//! configuration, findings, verdicts, results, kinds and failure reasons from fixed lists (never
-//! from error text).
+//! configuration, `registry` is the index of the `[[registry]]` entry (0, 1, ...), findings,
+//! verdicts, results, kinds and failure reasons come from fixed lists (never from error text).
+//! Every engine (one per `[[registry]]`) writes through its own handle
+//! ([`Metrics::for_registry`]) into one shared exposition.
 //!
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `lifeline_probe_latency_seconds` | histogram | |
 //! | `lifeline_probe_start_delay_seconds` | histogram | |
-//! | `lifeline_probes_total` | counter | service, finding |
-//! | `lifeline_verdicts` | gauge | service, verdict |
-//! | `lifeline_submissions_total` | counter | result (accepted, superseded, failed), kind |
-//! | `lifeline_submission_failures_total` | counter | reason |
-//! | `lifeline_gas_used_total` | counter | |
-//! | `lifeline_onchain_epoch` | gauge | service |
-//! | `lifeline_registry_reachable` | gauge (0/1) | |
-//! | `lifeline_registry_last_success_timestamp_seconds` | gauge | |
-//! | `lifeline_keeper_in_set` | gauge (0/1) | |
+//! | `lifeline_probes_total` | counter | service, finding, registry |
+//! | `lifeline_verdicts` | gauge | service, verdict, registry |
+//! | `lifeline_submissions_total` | counter | result (accepted, superseded, failed), kind, registry |
+//! | `lifeline_submission_failures_total` | counter | reason, registry |
+//! | `lifeline_gas_used_total` | counter | registry |
+//! | `lifeline_onchain_epoch` | gauge | service, registry |
+//! | `lifeline_registry_reachable` | gauge (0/1) | registry |
+//! | `lifeline_registry_last_success_timestamp_seconds` | gauge | registry |
+//! | `lifeline_keeper_in_set` | gauge (0/1) | registry |
 
 use std::{
     convert::Infallible,
@@ -41,11 +43,20 @@ const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 const START_DELAY_BUCKETS: [f64; 12] =
     [0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0];
 
+/// Labels of a per-registry figure.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistryLabels {
+    /// Index of the `[[registry]]` entry (`0` for the first or only one).
+    pub registry: String,
+}
+
 /// Labels of a per-service figure.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ServiceLabels {
     /// The service name, as configured.
     pub service: String,
+    /// Index of the `[[registry]]` entry.
+    pub registry: String,
 }
 
 /// Labels of a probe.
@@ -55,6 +66,8 @@ pub struct FindingLabels {
     pub service: String,
     /// [`crate::judge::Finding::label`].
     pub finding: &'static str,
+    /// Index of the `[[registry]]` entry.
+    pub registry: String,
 }
 
 /// Labels of a verdict count.
@@ -64,6 +77,8 @@ pub struct VerdictLabels {
     pub service: String,
     /// `healthy`, `unhealthy` or `unknown`.
     pub verdict: &'static str,
+    /// Index of the `[[registry]]` entry.
+    pub registry: String,
 }
 
 /// Labels of a submission.
@@ -73,6 +88,8 @@ pub struct SubmissionLabels {
     pub result: &'static str,
     /// `votes` or `heartbeat`.
     pub kind: &'static str,
+    /// Index of the `[[registry]]` entry.
+    pub registry: String,
 }
 
 /// Labels of a failed submission.
@@ -80,12 +97,16 @@ pub struct SubmissionLabels {
 pub struct FailureLabels {
     /// [`crate::submit::SubmitError::label`]: `not_a_keeper`, `rejected`, `chain`, `no_receipt`.
     pub reason: &'static str,
+    /// Index of the `[[registry]]` entry.
+    pub registry: String,
 }
 
 /// The keeper's metrics. Cheap to clone (clones share the same series).
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Mutex<Registry>>,
+    /// The `registry` label this handle writes (see [`Metrics::for_registry`]).
+    scope: String,
     /// Latency of answered probes, seconds.
     pub probe_latency: Histogram,
     /// How late probes start after their round's scheduled time (concurrency limit, a busy
@@ -99,16 +120,16 @@ pub struct Metrics {
     pub submissions: Family<SubmissionLabels, Counter>,
     /// Failed submissions, by reason.
     pub submission_failures: Family<FailureLabels, Counter>,
-    /// Gas used by accepted attestations whose receipt was seen.
-    pub gas_used: Counter,
+    /// Gas used by accepted attestations whose receipt was seen, by registry.
+    pub gas_used: Family<RegistryLabels, Counter>,
     /// Last topology epoch read from the registry, by service.
     pub onchain_epoch: Family<ServiceLabels, Gauge>,
-    /// 1 while the registry RPC answers, 0 while it does not.
-    pub registry_reachable: Gauge,
-    /// Unix time of the last successful registry read.
-    pub registry_last_success: Gauge,
-    /// 1 while this keeper's key is in the registry's keeper set, else 0.
-    pub keeper_in_set: Gauge,
+    /// 1 while the registry RPC answers, 0 while it does not, by registry.
+    pub registry_reachable: Family<RegistryLabels, Gauge>,
+    /// Unix time of the last successful registry read, by registry.
+    pub registry_last_success: Family<RegistryLabels, Gauge>,
+    /// 1 while this keeper's key is in the registry's keeper set, else 0, by registry.
+    pub keeper_in_set: Family<RegistryLabels, Gauge>,
 }
 
 impl Default for Metrics {
@@ -120,11 +141,11 @@ impl Default for Metrics {
         let verdicts = Family::<VerdictLabels, Gauge>::default();
         let submissions = Family::<SubmissionLabels, Counter>::default();
         let submission_failures = Family::<FailureLabels, Counter>::default();
-        let gas_used = Counter::default();
+        let gas_used = Family::<RegistryLabels, Counter>::default();
         let onchain_epoch = Family::<ServiceLabels, Gauge>::default();
-        let registry_reachable = Gauge::default();
-        let registry_last_success = Gauge::default();
-        let keeper_in_set = Gauge::default();
+        let registry_reachable = Family::<RegistryLabels, Gauge>::default();
+        let registry_last_success = Family::<RegistryLabels, Gauge>::default();
+        let keeper_in_set = Family::<RegistryLabels, Gauge>::default();
         registry.register(
             "probe_latency_seconds",
             "Latency of answered probes",
@@ -178,6 +199,7 @@ impl Default for Metrics {
         );
         Self {
             registry: Arc::new(Mutex::new(registry)),
+            scope: "0".into(),
             probe_latency,
             probe_start_delay,
             probes,
@@ -200,6 +222,16 @@ impl std::fmt::Debug for Metrics {
 }
 
 impl Metrics {
+    /// A handle on the same series that labels what it writes `registry="<index>"`: one per
+    /// engine, so several registries' figures stay apart in one exposition.
+    pub fn for_registry(&self, index: usize) -> Self {
+        Self { scope: index.to_string(), ..self.clone() }
+    }
+
+    fn labels(&self) -> RegistryLabels {
+        RegistryLabels { registry: self.scope.clone() }
+    }
+
     /// Records an answered probe's latency.
     pub fn observe_probe(&self, seconds: f64) {
         self.probe_latency.observe(seconds);
@@ -207,26 +239,59 @@ impl Metrics {
 
     /// Counts one probe of `service` with `finding` (a [`crate::judge::Finding::label`]).
     pub fn probe(&self, service: &str, finding: &'static str) {
-        self.probes.get_or_create(&FindingLabels { service: service.to_string(), finding }).inc();
+        let registry = self.scope.clone();
+        self.probes
+            .get_or_create(&FindingLabels { service: service.to_string(), finding, registry })
+            .inc();
     }
 
     /// Sets the number of endpoints of `service` with `verdict`.
     pub fn set_verdicts(&self, service: &str, verdict: &'static str, count: u32) {
+        let registry = self.scope.clone();
         self.verdicts
-            .get_or_create(&VerdictLabels { service: service.to_string(), verdict })
+            .get_or_create(&VerdictLabels { service: service.to_string(), verdict, registry })
             .set(i64::from(count));
     }
 
     /// Counts one submission.
     pub fn submission(&self, result: &'static str, kind: &'static str) {
-        self.submissions.get_or_create(&SubmissionLabels { result, kind }).inc();
+        let registry = self.scope.clone();
+        self.submissions.get_or_create(&SubmissionLabels { result, kind, registry }).inc();
+    }
+
+    /// Counts one failed submission, by reason ([`crate::submit::SubmitError::label`]).
+    pub fn submission_failure(&self, reason: &'static str) {
+        let registry = self.scope.clone();
+        self.submission_failures.get_or_create(&FailureLabels { reason, registry }).inc();
+    }
+
+    /// Adds gas used by an accepted attestation.
+    pub fn add_gas_used(&self, gas: u64) {
+        self.gas_used.get_or_create(&self.labels()).inc_by(gas);
     }
 
     /// Sets the epoch last read for `service`.
     pub fn set_epoch(&self, service: &str, epoch: u32) {
+        let registry = self.scope.clone();
         self.onchain_epoch
-            .get_or_create(&ServiceLabels { service: service.to_string() })
+            .get_or_create(&ServiceLabels { service: service.to_string(), registry })
             .set(i64::from(epoch));
+    }
+
+    /// Records whether the registry RPC answered; an answer also sets the last-success time.
+    pub fn set_registry_reachable(&self, reachable: bool) {
+        self.registry_reachable.get_or_create(&self.labels()).set(i64::from(reachable));
+        if reachable {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            self.registry_last_success.get_or_create(&self.labels()).set(now as i64);
+        }
+    }
+
+    /// Records whether this keeper's key is in the registry's keeper set.
+    pub fn set_keeper_in_set(&self, in_set: bool) {
+        self.keeper_in_set.get_or_create(&self.labels()).set(i64::from(in_set));
     }
 
     /// The Prometheus text exposition of every metric.
@@ -287,20 +352,26 @@ mod tests {
         m.submission("accepted", "votes");
         m.submission("accepted", "votes");
         m.observe_probe(0.003);
-        m.gas_used.inc_by(55_000);
-        m.registry_reachable.set(1);
+        m.add_gas_used(55_000);
+        m.set_registry_reachable(true);
+        m.set_keeper_in_set(false);
+        m.for_registry(1).set_keeper_in_set(true);
         let text = m.render();
         assert!(text.contains("# TYPE lifeline_submissions counter"), "{text}");
         assert!(
-            text.contains(r#"lifeline_submissions_total{result="accepted",kind="votes"} 2"#),
+            text.contains(
+                r#"lifeline_submissions_total{result="accepted",kind="votes",registry="0"} 2"#
+            ),
             "{text}"
         );
         assert!(text.contains(r#"lifeline_probe_latency_seconds_bucket{le="0.005"} 1"#), "{text}");
         assert!(text.contains(r#"lifeline_probe_latency_seconds_bucket{le="0.0025"} 0"#), "{text}");
         assert!(text.contains("lifeline_probe_latency_seconds_count 1"), "{text}");
-        assert!(text.contains("lifeline_gas_used_total 55000"), "no empty label set: {text}");
-        assert!(text.contains("lifeline_registry_reachable 1"), "{text}");
-        assert!(text.contains("lifeline_keeper_in_set 0"), "{text}");
+        assert!(text.contains(r#"lifeline_gas_used_total{registry="0"} 55000"#), "{text}");
+        assert!(text.contains(r#"lifeline_registry_reachable{registry="0"} 1"#), "{text}");
+        assert!(text.contains(r#"lifeline_keeper_in_set{registry="0"} 0"#), "{text}");
+        assert!(text.contains(r#"lifeline_keeper_in_set{registry="1"} 1"#), "{text}");
+        assert_eq!(text.matches("# TYPE lifeline_keeper_in_set").count(), 1, "{text}");
     }
 
     #[test]
@@ -309,7 +380,9 @@ mod tests {
         m.probe("a\"b\nc\\d", "ok");
         let text = m.render();
         assert!(
-            text.contains(r#"lifeline_probes_total{service="a\"b\nc\\d",finding="ok"} 1"#),
+            text.contains(
+                r#"lifeline_probes_total{service="a\"b\nc\\d",finding="ok",registry="0"} 1"#
+            ),
             "{text}"
         );
     }

@@ -59,4 +59,26 @@ pub enum StartupError {
         /// Why.
         reason: String,
     },
+    /// One of several `[[registry]]` entries cannot be used (said with its index).
+    #[error("registry[{index}] ({address}): {source}")]
+    InRegistry {
+        /// Its index in `[[registry]]`.
+        index: usize,
+        /// Its address.
+        address: Address,
+        /// Why.
+        source: Box<StartupError>,
+    },
+}
+
+impl StartupError {
+    /// True when the cause may pass by itself (no registry RPC answered, a read failed), as
+    /// opposed to a misconfiguration no retry fixes.
+    pub fn is_unreachable(&self) -> bool {
+        match self {
+            Self::NoRegistryRpc(_) | Self::Registry { .. } => true,
+            Self::InRegistry { source, .. } => source.is_unreachable(),
+            _ => false,
+        }
+    }
 }

@@ -7,7 +7,7 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use lifeline_bindings::RegistryClient;
 use lifeline_devnet::{Devnet, DevnetOptions, Toolchain};
 use lifeline_keeper::{
-    config::KeeperConfig, engine::Engine, metrics::Metrics, submit::service_sender,
+    config::KeeperConfig, engine::Engines, metrics::Metrics, submit::service_sender,
 };
 use tokio::{sync::watch, task::JoinHandle};
 
@@ -67,7 +67,7 @@ name = "{service}"
     pub(crate) async fn keeper(&self, k: usize, toml: &str) -> eyre::Result<Keeper> {
         let config = KeeperConfig::parse(toml)?;
         let metrics = Metrics::default();
-        let engine = Engine::new(config, self.devnet.account(k), metrics.clone()).await?;
+        let engine = Engines::start(config, self.devnet.account(k), metrics.clone()).await?;
         let (stop, shutdown) = watch::channel(false);
         let task = tokio::spawn(async move { engine.run(shutdown).await });
         Ok(Keeper { k, metrics, stop, task: Some(task) })

@@ -7,6 +7,7 @@ mod chain;
 mod confirm;
 mod fixture;
 mod probes;
+mod registries;
 mod registry_down;
 mod registry_rpc;
 mod rpc_proxy;

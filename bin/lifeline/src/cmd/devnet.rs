@@ -51,6 +51,11 @@ pub(crate) struct DevnetArgs {
     /// Keep everything running after the scenario, and print how to explore it.
     #[arg(long)]
     hold: bool,
+    /// Registry chains: with 2, a second anvil (chain id 31338) gets its own registry, deployed
+    /// and configured by the same Foundry scripts with the same service and endpoints; the
+    /// keepers attest on both and the gateway follows both (the primary's set while it is live).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+    registries: u8,
 }
 
 impl DevnetArgs {
@@ -90,6 +95,7 @@ impl DevnetArgs {
             block_time: Some(self.block_time),
             keepers: usize::from(self.keepers),
             config: self.config.clone(),
+            registries: usize::from(self.registries),
             ..Default::default()
         };
         say(clock, "starting anvil and deploying the registry with the Foundry scripts...");
@@ -98,6 +104,17 @@ impl DevnetArgs {
             .insert(Devnet::start(&toolchain, &options).await.wrap_err("bringing the devnet up")?);
         say(clock, &format!("chain    {} (chain id {})", devnet.rpc_url(), devnet.chain_id()));
         say(clock, &format!("registry {}", devnet.registry()));
+        for secondary in devnet.secondaries() {
+            say(
+                clock,
+                &format!(
+                    "registry {} on a second chain {} (chain id {}): same service, endpoints and keepers",
+                    secondary.registry(),
+                    secondary.rpc_url(),
+                    secondary.chain_id()
+                ),
+            );
+        }
         if self.config.is_some() {
             say(clock, "configuration applied; no keepers or outage with --config");
             return self.hold(devnet, None, &[], &mut running.holding).await;
@@ -248,6 +265,28 @@ impl DevnetArgs {
         } else {
             step(outage, &format!("gateway did NOT switch to epoch {} within 5 s", new_set.epoch));
         }
+        // The same keepers fail the endpoint over on every other registry chain too.
+        for secondary in devnet.secondaries() {
+            let reader = ProviderBuilder::new().connect_http(secondary.rpc_url().parse()?);
+            let other = RegistryClient::new(secondary.registry(), reader);
+            let limit = Duration::from_secs(10);
+            match wait_for_routes(&other, service, "the second registry fails over", limit, |s| {
+                s.routes.iter().all(|r| r.id != victim)
+            })
+            .await
+            {
+                Ok(set) => step(
+                    outage,
+                    &format!(
+                        "second registry (chain {}): epoch {}, {}",
+                        secondary.chain_id(),
+                        set.epoch,
+                        describe(&set)
+                    ),
+                ),
+                Err(e) => step(outage, &format!("second registry did NOT fail over: {e}")),
+            }
+        }
         // A few more reads after the switch, so both clients are seen on the new set.
         tokio::time::sleep(Duration::from_secs(1)).await;
         println!();
@@ -303,8 +342,13 @@ impl DevnetArgs {
             devnet.rpc_url(),
             devnet.registry()
         );
+        let also: String = devnet
+            .secondaries()
+            .iter()
+            .map(|d| format!(" --also {}@{}", d.rpc_url(), d.registry()))
+            .collect();
         println!(
-            "  cargo run -q -p lifeline -- routes --service {DEVNET_SERVICE}   # or `lifeline routes ...` after `cargo install --path bin/lifeline`"
+            "  cargo run -q -p lifeline -- routes --service {DEVNET_SERVICE}{also}   # or `lifeline routes ...` after `cargo install --path bin/lifeline`"
         );
         println!(
             "  cast call $LIFELINE_REGISTRY 'authorisedRoutes(bytes32)((uint32,uint64,bool,(uint16,string,string,string,uint32,bool)[]))' $(cast keccak {DEVNET_SERVICE}) --rpc-url $LIFELINE_RPC_URL"
@@ -427,7 +471,17 @@ async fn wait_for_client<C: lifeline_bindings::transport::Connector>(
 
 /// The devnet's gateway, in process, on free loopback ports, following the devnet's registry.
 async fn start_gateway(devnet: &Devnet) -> eyre::Result<Gateway> {
-    let config = GatewayConfig::loopback(&devnet.rpc_url(), devnet.registry(), &[DEVNET_SERVICE]);
+    let mut config =
+        GatewayConfig::loopback(&devnet.rpc_url(), devnet.registry(), &[DEVNET_SERVICE]);
+    // Every registry chain of the devnet, the primary first; a chain halted for 5 s (5 blocks)
+    // hands over to a live one.
+    for secondary in devnet.secondaries() {
+        let mut registry = config.primary().clone();
+        registry.rpc_url = secondary.rpc_url();
+        registry.address = secondary.registry();
+        config.registries.push(registry);
+        config.registry_choice.live_bound_ms = 5_000;
+    }
     let gateway = Gateway::start(config).await.wrap_err("starting the gateway")?;
     if !gateway.ready(Duration::from_secs(10)).await {
         bail!("the gateway found no usable route within 10 s");

@@ -7,7 +7,7 @@ use eyre::WrapErr;
 use tokio::sync::watch;
 use tracing::{error, info};
 
-use lifeline_keeper::{config::KeeperConfig, engine::Engine, metrics::Metrics, signer};
+use lifeline_keeper::{config::KeeperConfig, engine::Engines, metrics::Metrics, signer};
 
 /// Arguments of `lifeline keeper`. The signing key comes from the file's `[signer]` section
 /// (keystore, or an environment variable), never from the command line.
@@ -32,13 +32,15 @@ impl KeeperArgs {
                 }
             });
         }
-        let engine = Engine::new(config, signer, metrics).await.wrap_err("starting the keeper")?;
+        // One engine per [[registry]], each in its own task.
+        let engines =
+            Engines::start(config, signer, metrics).await.wrap_err("starting the keeper")?;
         let (stop, shutdown) = watch::channel(false);
         tokio::spawn(async move {
             crate::cmd::wait_for_signal().await;
             info!(target: "keeper", "signal received; finishing the current round");
             let _ = stop.send(true);
         });
-        engine.run(shutdown).await
+        engines.run(shutdown).await
     }
 }

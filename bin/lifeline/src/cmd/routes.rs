@@ -13,6 +13,7 @@ use eyre::{WrapErr, eyre};
 use lifeline_bindings::{
     RegistryClient,
     client::{EndpointState, Status},
+    quorum::{QuorumReader, RegistrySet},
     registry::RouteRegistry::{RouteRegistryErrors, ServiceCreated},
 };
 
@@ -30,6 +31,25 @@ pub(crate) struct RoutesArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     json: bool,
+    /// Another registry of the same service, `RPC_URL@ADDRESS` (repeatable; the one above is
+    /// the primary): every registry's set is shown side by side with the one clients route by
+    /// (the primary's while its chain is live, else the live registry attested most recently).
+    #[arg(long, value_name = "RPC_URL@ADDRESS", value_parser = parse_also)]
+    also: Vec<(String, Address)>,
+    /// With --also: a registry chain is live while the block read is at most this old, seconds
+    /// (the clients' `live_bound`).
+    #[arg(long, default_value_t = 30)]
+    live_bound_secs: u64,
+}
+
+/// `RPC_URL@ADDRESS`.
+fn parse_also(text: &str) -> Result<(String, Address), String> {
+    let (url, address) =
+        text.rsplit_once('@').ok_or_else(|| format!("`{text}`: expected RPC_URL@ADDRESS"))?;
+    url.parse::<alloy::transports::http::reqwest::Url>()
+        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+    let address = address.parse().map_err(|e| format!("`{address}` is not an address: {e}"))?;
+    Ok((url.to_string(), address))
 }
 
 impl RoutesArgs {
@@ -80,12 +100,14 @@ impl RoutesArgs {
                 .and_then(|names| names.into_iter().next()),
         };
 
+        let registries = if self.also.is_empty() { None } else { Some(self.registries().await?) };
         if self.json {
             let out = serde_json::json!({
                 "service": self.service.id,
                 "name": name,
                 "routeSet": set,
                 "endpoints": endpoints,
+                "registries": registries.as_ref().map(|(rows, _)| rows),
             });
             return emit(&format!("{}\n", serde_json::to_string_pretty(&out)?));
         }
@@ -114,7 +136,106 @@ impl RoutesArgs {
         );
         out += &table(&endpoints, now);
         out += "\nVOTES = keepers voting unhealthy / healthy under the current keeper set\n";
+        if let Some((_, text)) = registries {
+            out += &text;
+        }
         emit(&out)
+    }
+
+    /// Every registry's set side by side (as JSON rows and as text), read and chosen by the
+    /// clients' rule (`lifeline_bindings::quorum::RegistrySet`).
+    async fn registries(&self) -> eyre::Result<(Vec<serde_json::Value>, String)> {
+        let all: Vec<(String, Address)> =
+            std::iter::once((self.registry.rpc_url.clone(), self.registry.registry))
+                .chain(self.also.iter().cloned())
+                .collect();
+        let mut readers = Vec::new();
+        for (url, address) in &all {
+            let provider = ProviderBuilder::new()
+                .connect_http(url.parse().wrap_err_with(|| format!("`{url}` is not a URL"))?)
+                .erased();
+            readers.push(QuorumReader::new(vec![RegistryClient::new(*address, provider)], 1, 0));
+        }
+        let set = RegistrySet::new(
+            readers,
+            Duration::from_secs(self.live_bound_secs),
+            Duration::from_secs(30),
+        );
+        let (choice, agreed) = set.read_and_choose(self.service.id).await;
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let in_force = choice.as_ref().map(|c| c.registry);
+        let mut rows = Vec::new();
+        let mut cells: Vec<[String; 8]> = vec![
+            [
+                "REGISTRY",
+                "RPC",
+                "ADDRESS",
+                "HEAD AGE",
+                "EPOCH",
+                "LAST ATTEST",
+                "ROUTES",
+                "IN FORCE",
+            ]
+            .map(String::from),
+        ];
+        for (i, ((url, address), agreed)) in all.iter().zip(&agreed).enumerate() {
+            let live = agreed.as_ref().is_some_and(|a| set.is_live(a, now));
+            let label = if i == 0 { "0 (primary)".to_string() } else { i.to_string() };
+            let forced = if in_force == Some(i) { "<- in force" } else { "" };
+            let (age, epoch, attested, routes) = match agreed {
+                Some(a) => (
+                    format!(
+                        "{}s{}",
+                        now.saturating_sub(a.block_time),
+                        if live { "" } else { " (halted?)" }
+                    ),
+                    a.set.epoch.to_string(),
+                    format!("{}s ago", now.saturating_sub(a.set.last_attested)),
+                    a.set
+                        .routes
+                        .iter()
+                        .map(|r| format!("#{} {}", r.id, r.region))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+                None => ("unreadable".into(), "-".into(), "-".into(), "-".into()),
+            };
+            rows.push(serde_json::json!({
+                "index": i,
+                "rpcUrl": url,
+                "address": address,
+                "live": live,
+                "inForce": in_force == Some(i),
+                "blockTime": agreed.as_ref().map(|a| a.block_time),
+                "routeSet": agreed.as_ref().map(|a| &a.set),
+            }));
+            cells.push([
+                label,
+                url.clone(),
+                address.to_string(),
+                age,
+                epoch,
+                attested,
+                routes,
+                forced.into(),
+            ]);
+        }
+        let mut text = format!(
+            "\nregistries (live while the head read is at most {}s old; clients route by the primary's set while it is live, else by the live registry attested most recently)\n",
+            self.live_bound_secs
+        );
+        let widths: Vec<usize> =
+            (0..8).map(|c| cells.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
+        for row in &cells {
+            let line: Vec<String> =
+                row.iter().zip(&widths).map(|(cell, w)| format!("{cell:<w$}")).collect();
+            text += line.join("  ").trim_end();
+            text += "\n";
+        }
+        if in_force.is_none() {
+            text += "no registry is live: clients keep the last set they had\n";
+        }
+        Ok((rows, text))
     }
 }
 

@@ -8,6 +8,7 @@ mod devnet_signals;
 mod gateway;
 mod keeper_startup;
 mod pipeline;
+mod registry_halt;
 mod scenarios;
 mod secrets;
 mod world;
