@@ -216,6 +216,7 @@ contract RegistryGovernance is RegistryStorage {
             if (k.version == version) revert IRouteRegistry.InvalidKeeperSet("signers[i] (duplicate)", i);
             k.index = uint8(i + 1);
             k.version = version;
+            k.setSize = uint8(n);
 
             uint256 vantageId = distinct;
             for (uint256 j; j < i; ++j) {

@@ -115,6 +115,8 @@ abstract contract RegistryStorage is AccessControlDefaultAdminRules {
     struct KeeperSlot {
         uint8 index;
         uint32 version;
+        // Size of the keeper set this slot belongs to (the effective quorum's majority, F04).
+        uint8 setSize;
     }
 
     /// @dev One slot per (keeper, service), written by each of its attestations: the replay
@@ -175,5 +177,12 @@ abstract contract RegistryStorage is AccessControlDefaultAdminRules {
     function _existing(bytes32 serviceId) internal view returns (Service storage s) {
         s = _services[serviceId];
         if (s.config.quorum == 0) revert IRouteRegistry.UnknownService(serviceId);
+    }
+
+    /// @dev The effective quorum: the configured one, or a strict majority of the keeper set
+    /// (`setSize / 2 + 1`) if that is larger, so two opposing quorums can never both stand.
+    function _effectiveQuorum(uint256 quorum, uint256 setSize) internal pure returns (uint256) {
+        uint256 majority = setSize / 2 + 1;
+        return quorum > majority ? quorum : majority;
     }
 }

@@ -204,7 +204,7 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         set.epoch = s.state.epoch;
         set.lastAttestedAt = s.state.lastAttestedAt;
         (,, uint256 live) = keeperLiveness(serviceId);
-        set.stale = live < s.config.quorum;
+        set.stale = live < _effectiveQuorum(s.config.quorum, _keeperSet.count);
         uint16[] memory ids = uint256(s.routes.active).indices();
         set.routes = new Route[](ids.length);
         for (uint256 i; i < ids.length; ++i) {
@@ -387,6 +387,8 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         s.keepers[signer] = ks;
 
         ctx.version = keeper.version;
+        // From here on `ctx.config.quorum` is the effective quorum (F04); the config is not written back.
+        ctx.config.quorum = uint8(_effectiveQuorum(ctx.config.quorum, keeper.setSize));
         ctx.state.lastAttestedAt = uint40(block.timestamp);
         if (ctx.state.readyVersion != uint24(keeper.version)) _voidReadiness(ctx);
         keeperBit = 1 << (keeper.index - 1);

@@ -14,6 +14,16 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// - HEALTH (which endpoints DO serve now) is the keepers' quorum, through signed attestations.
 ///   No single key can flip the route set (quorum >= 2).
 ///
+/// Quorum (effective): a transition needs max(`quorum`, a strict majority of the current keeper
+/// set: `keepers / 2 + 1`) matching votes of distinct, live keepers (and `minVantages`). So a
+/// keeper minority never overrides the rest (with `quorum` 2, 2 of 32 keepers cannot steer a set
+/// that 30 others judge), and opposing verdicts cannot both stand: a keeper votes one way per
+/// endpoint, and two disjoint strict majorities do not exist, so an endpoint is never judged
+/// healthy and unhealthy at once and its readiness does not flip on re-submitted votes.
+/// Fail static: while fewer keepers than the effective quorum are live (see Liveness), no quorum
+/// can form, so no endpoint changes state and the route set stays as it is; the service then
+/// reads `stale` (`authorisedRoutes`).
+///
 /// Endpoint lifecycle (per service, indices are stable):
 ///
 ///     addEndpoint --> Standby --(healthy quorum: ready)--> promoted --> Active
@@ -90,8 +100,9 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// afresh, so a keeper that reached nonce `type(uint64).max` is never locked out for good.
 ///
 /// Liveness: each accepted attestation records its keeper's last attestation time for the
-/// service (`keeperLiveness`). A service is `stale` while fewer than `quorum` keepers of the
-/// current set attested it within `attestationTtl`; one live keeper cannot keep it fresh.
+/// service (`keeperLiveness`). A service is `stale` while fewer than the effective quorum
+/// (max(`quorum`, `keepers / 2 + 1`)) keepers of the current set attested it within
+/// `attestationTtl`; one live keeper cannot keep it fresh, and a stale set is fail-static.
 ///
 /// Roles: the admin (OpenZeppelin `AccessControlDefaultAdminRules`: exactly one, handed over in
 /// two steps, `beginDefaultAdminTransfer` then `acceptDefaultAdminTransfer` by the new admin after
@@ -352,7 +363,8 @@ interface IRouteRegistry {
 
     /// @notice Each current keeper's last attestation time for the service under the current
     /// keeper-set version (0 if none), and how many attested within `attestationTtl` (`live`); the
-    /// service is stale while `live < quorum`.
+    /// service is stale while `live` is below the effective quorum, max(`quorum`,
+    /// `signers.length / 2 + 1`).
     function keeperLiveness(bytes32 serviceId)
         external
         view

@@ -13,7 +13,8 @@ struct ServiceConfig {
     /// promotion prefer uncovered regions, and a ready standby of an uncovered region is swapped
     /// in for the weakest route of a doubled region while the set covers fewer.
     uint8 minRegions;
-    /// @dev Distinct keepers whose matching verdicts change an endpoint's state (>= 2).
+    /// @dev Distinct keepers whose matching verdicts change an endpoint's state (>= 2); the
+    /// effective quorum is the larger of this and a strict majority of the current keeper set.
     uint8 quorum;
     /// @dev Distinct keeper vantages a quorum must span (0 or 1: no constraint); at most `quorum`
     /// and at most the current keeper set's distinct vantages.
@@ -74,8 +75,8 @@ struct RouteSet {
     uint32 epoch;
     /// @dev Time of the last accepted attestation for the service.
     uint64 lastAttestedAt;
-    /// @dev True while fewer than `quorum` current keepers attested within `attestationTtl`: the
-    /// set is fail-static.
+    /// @dev True while fewer than the effective quorum (max(`quorum`, keepers / 2 + 1)) current
+    /// keepers attested within `attestationTtl`: the set is fail-static.
     bool stale;
     /// @dev The active routes.
     Route[] routes;

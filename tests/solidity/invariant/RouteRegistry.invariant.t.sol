@@ -221,7 +221,7 @@ contract RouteRegistryInvariantTest is RegistryTest {
         _createService(MINORITY_SERVICE, 4, defaultConfig());
         _bootstrap(MINORITY_SERVICE);
         uint256[] memory one = new uint256[](1);
-        one[0] = keeperKeys[3];
+        one[0] = keeperKeys[2];
         minority = new RegistryHandler(registry, MINORITY_SERVICE, guardian, one);
     }
 
