@@ -108,6 +108,10 @@ abstract contract RegistryStorage is AccessControlDefaultAdminRules {
         // Latency (32 bits) last attested for endpoint i in lane i % 8 of word i / 8.
         uint256[8] latencyLanes;
         mapping(address keeper => KeeperService) keepers;
+        // Per endpoint: each current keeper's latest healthy latency figure, plus one (0: none), in
+        // 32-bit lane k % 8 of word k / 8 for keeper index k. The endpoint's latency (in
+        // `latencyLanes`) is their median. Cleared with the endpoint's votes on a keeper-set change.
+        mapping(uint256 index => uint256[4]) keeperLatencies;
     }
 
     /// @dev One slot. `index` is 1-based so that 0 means "not in the current set": rotation

@@ -41,8 +41,9 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         // Loaded on first use by `_loadRoutes`: a vote that changes nothing never reads it.
         ServiceRoutes routes;
         bool routesLoaded;
-        // The keeper-set version, taken from the (already loaded) keeper slot.
+        // The keeper-set version and size, taken from the (already loaded) keeper slot.
         uint32 version;
+        uint8 setSize;
         // Keepers (vote bits) whose attestation this call accepted: live without a read.
         uint32 liveKnown;
         // The attestation being applied was signed at the previous epoch (see `_applyVerdicts`).
@@ -387,6 +388,7 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         s.keepers[signer] = ks;
 
         ctx.version = keeper.version;
+        ctx.setSize = keeper.setSize;
         // From here on `ctx.config.quorum` is the effective quorum (F04); the config is not written back.
         ctx.config.quorum = uint8(_effectiveQuorum(ctx.config.quorum, keeper.setSize));
         ctx.state.lastAttestedAt = uint40(block.timestamp);
@@ -439,13 +441,15 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
             // A keeper's report may lag behind governance: verdicts on retired endpoints are ignored.
             if (e.status == EndpointStatus.Retired) continue;
             if (e.voteVersion != version) {
+                // Figures of an older keeper set are indexed by its keepers: void with its votes.
+                if (e.voteVersion != 0) delete s.keeperLatencies[index];
                 e.voteVersion = version;
                 e.downVotes = 0;
                 e.upVotes = 0;
             }
             if (v.healthy) {
                 e.downVotes &= ~bit;
-                _setLatency(ctx, s, index, v.latencyMs);
+                _setLatency(ctx, s, index, _medianLatency(ctx, s, index, keeperBit.lowest(), v.latencyMs));
                 // Hysteresis: healthy votes on a cooling-down endpoint do not count.
                 bool coolingDown = e.status == EndpointStatus.Demoted && block.timestamp < e.cooldownUntil;
                 if (e.status != EndpointStatus.Active && !coolingDown) e.upVotes |= bit;
@@ -767,6 +771,41 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
 
     function _latency(Service storage s, uint256 index) internal view returns (uint32) {
         return uint32(s.latencyLanes[index >> 3] >> ((index & 7) << 5));
+    }
+
+    /// @dev Records `keeper`'s latest healthy latency figure for an endpoint and returns the median
+    /// of the current keepers' figures (the upper one of two middles: making an endpoint look
+    /// faster takes a strict majority of the figures), so no single keeper sets what promotion
+    /// compares and clients read. Reads at most 4 slots (8 figures a slot).
+    function _medianLatency(Context memory ctx, Service storage s, uint256 index, uint256 keeper, uint32 latency)
+        internal
+        returns (uint32)
+    {
+        uint256[4] storage lanes = s.keeperLatencies[index];
+        uint256 shift = (keeper & 7) << 5;
+        uint256 mine = lanes[keeper >> 3];
+        uint256 figure = latency < type(uint32).max ? uint256(latency) + 1 : latency;
+        if ((mine >> shift) & 0xffffffff != figure) {
+            mine = (mine & ~(uint256(0xffffffff) << shift)) | (figure << shift);
+            lanes[keeper >> 3] = mine;
+        }
+        uint256[] memory sorted = new uint256[](MAX_KEEPERS);
+        uint256 n;
+        uint256 words = (uint256(ctx.setSize) + 7) >> 3;
+        for (uint256 w; w < words; ++w) {
+            for (uint256 word = w == keeper >> 3 ? mine : lanes[w]; word != 0; word >>= 32) {
+                uint256 x = word & 0xffffffff;
+                if (x == 0) continue;
+                // Insertion sort: at most MAX_KEEPERS figures.
+                uint256 j = n++;
+                for (; j != 0 && sorted[j - 1] > x; --j) {
+                    sorted[j] = sorted[j - 1];
+                }
+                sorted[j] = x;
+            }
+        }
+        // n >= 1: this keeper's figure was just recorded.
+        return uint32(sorted[n >> 1] - 1);
     }
 
     /// @dev Records an endpoint's attested latency; emits `EndpointLatencyChanged` if it changed.

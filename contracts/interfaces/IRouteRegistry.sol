@@ -51,7 +51,14 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 ///
 /// PROMOTION: a ready standby is promoted to fill the set up to `targetActive` and to replace a
 /// demoted route. The pick: a standby whose region no remaining active route covers first, then
-/// the lowest attested latency, then the lowest index. So fill and failover cover missing
+/// the lowest latency, then the lowest index.
+///
+/// LATENCY (what promotion compares and clients read, `latencyMs`): the median of the current
+/// keepers' latest healthy figures for the endpoint (each keeper's last healthy verdict; the upper
+/// middle of an even count), not the last writer's, so no single keeper picks the promoted standby
+/// or the figure clients see: making an endpoint look faster takes a strict majority of the
+/// figures. A keeper-set change voids the figures with the votes (the first verdict under the new
+/// set starts afresh). So fill and failover cover missing
 /// regions before adding a second route in a covered one.
 ///
 /// REGIONS (`minRegions`): while the active set covers fewer than min(`minRegions`, active
@@ -209,7 +216,8 @@ interface IRouteRegistry {
     /// also `ready` for a route swapped out for region diversity, and not ready for a ready standby
     /// retired by governance.
     event EndpointReadinessChanged(bytes32 indexed serviceId, uint16 indexed endpoint, bool ready);
-    /// @notice The latency attested for an endpoint (shown to clients in its route) changed.
+    /// @notice The latency of an endpoint (the median of the keepers' figures, shown to clients in
+    /// its route) changed.
     event EndpointLatencyChanged(bytes32 indexed serviceId, uint16 indexed endpoint, uint32 latencyMs);
     /// @notice The authorised route set changed: the one event clients follow.
     event RouteSetChanged(bytes32 indexed serviceId, uint32 indexed epoch, uint16[] routes);

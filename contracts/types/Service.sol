@@ -63,7 +63,7 @@ struct Route {
     string region;
     /// @dev Provider tag, e.g. "self-hosted".
     string provider;
-    /// @dev Latency last attested healthy by a keeper, in milliseconds.
+    /// @dev Median of the current keepers' latest healthy latency figures, in milliseconds.
     uint32 latencyMs;
     /// @dev A keeper quorum judged it unhealthy but it could not be replaced (floor, blast radius, freeze).
     bool degraded;
