@@ -259,6 +259,7 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
             cooldownUntil: e.cooldownUntil,
             downVotes: current ? e.downVotes : 0,
             upVotes: current ? e.upVotes : 0,
+            revision: e.revision,
             url: info.url,
             region: info.region,
             provider: info.provider,
@@ -438,8 +439,9 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
             if (index >= ctx.state.endpointCount) revert UnknownEndpoint(ctx.serviceId, index);
             if ((superseded >> index) & 1 != 0) continue;
             EndpointSlot memory e = s.endpoints[index];
-            // A keeper's report may lag behind governance: verdicts on retired endpoints are ignored.
-            if (e.status == EndpointStatus.Retired) continue;
+            // A keeper's report may lag behind governance: verdicts on retired endpoints, and on an
+            // earlier URL or occupant of the slot (another revision), are ignored.
+            if (e.status == EndpointStatus.Retired || v.revision != e.revision) continue;
             if (e.voteVersion != version) {
                 // Figures of an older keeper set are indexed by its keepers: void with its votes.
                 if (e.voteVersion != 0) delete s.keeperLatencies[index];
@@ -658,26 +660,9 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         view
         returns (bool found, uint16 best, bool uncovered)
     {
-        uint256 candidates = ctx.state.ready;
-        if (candidates == 0) return (false, 0, false);
+        if (ctx.state.ready == 0) return (false, 0, false);
         _loadRoutes(ctx, s);
-        (uint256 r0, uint256 r1) = _regionWords(ctx, s);
-        uint256 covered = _regionMask(ctx.routes.active & ~leaving, r0, r1);
-        uint256 bestLatency;
-        uint256 wordIndex = type(uint256).max;
-        uint256 word;
-        for (; candidates != 0; candidates &= candidates - 1) {
-            uint256 i = candidates.lowest();
-            bool isUncovered = covered & (uint256(1) << _region(r0, r1, i)) == 0;
-            if (i >> 3 != wordIndex) {
-                wordIndex = i >> 3;
-                word = s.latencyLanes[wordIndex];
-            }
-            uint256 latency = (word >> ((i & 7) << 5)) & 0xffffffff;
-            if (!found || (isUncovered && !uncovered) || (isUncovered == uncovered && latency < bestLatency)) {
-                (found, best, uncovered, bestLatency) = (true, uint16(i), isUncovered, latency);
-            }
-        }
+        return _pickStandby(s, ctx.state.ready, ctx.routes.active & ~leaving, ctx.state.endpointCount);
     }
 
     /// @dev The active route to swap out for diversity: among routes whose region holds two or
@@ -754,19 +739,7 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
 
     /// @dev The region lane words (the second only when the service has more than 32 endpoints).
     function _regionWords(Context memory ctx, Service storage s) internal view returns (uint256 r0, uint256 r1) {
-        r0 = s.regionLanes[0];
-        if (ctx.state.endpointCount > 32) r1 = s.regionLanes[1];
-    }
-
-    function _region(uint256 r0, uint256 r1, uint256 index) internal pure returns (uint256) {
-        return ((index < 32 ? r0 : r1) >> ((index & 31) << 3)) & 0xff;
-    }
-
-    /// @dev Bitmap over region ids of the regions of `endpoints`.
-    function _regionMask(uint256 endpoints, uint256 r0, uint256 r1) internal pure returns (uint256 mask) {
-        for (; endpoints != 0; endpoints &= endpoints - 1) {
-            mask |= uint256(1) << _region(r0, r1, endpoints.lowest());
-        }
+        return _regionWordsOf(s, ctx.state.endpointCount);
     }
 
     function _latency(Service storage s, uint256 index) internal view returns (uint32) {

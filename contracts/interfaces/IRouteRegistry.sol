@@ -31,7 +31,23 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 ///                      |  +---(swapped out for a region: stays ready)----+  |
 ///                      |                                (unhealthy quorum)  v
 ///                      +--(cooldown elapsed + healthy quorum)----------- Demoted
-///     retireEndpoint (governance, not while Active) --> Retired (final)
+///     retireEndpoint (governance, not while Active) --> Retired (final for that occupant)
+///     updateEndpoint with a new URL: Active --> Standby (not ready), a ready standby --> not ready
+///
+/// REVISIONS (what a verdict judged): each endpoint slot has a `revision` (`EndpointView`), 0 when
+/// first added. Every verdict names the revision it judged (`Verdict.revision`); a verdict about
+/// another revision is ignored (like one about a retired endpoint), so a vote cast about one
+/// target never counts for another. The revision increases when:
+/// - governance changes the endpoint's URL (`updateEndpoint`): the new URL is a target no keeper
+///   judged, so the endpoint leaves service at once: an active route goes back to Standby, not
+///   ready, and is replaced in the same transaction by the usual promotion (uncovered region
+///   first, then latency; a new epoch and `RouteSetChanged`); the change is refused
+///   (`EndpointIsActive`) when no standby is ready and the set is at its floor. A ready standby
+///   loses its readiness. Its votes and latency figures are dropped: it serves again only after a
+///   fresh healthy quorum about the new URL;
+/// - a retired slot is reused (`addEndpoint` once all `MAX_ENDPOINTS` indices were handed out
+///   takes the lowest retired one): the new occupant starts as a Standby that is not ready, with
+///   no votes, no latency and its own region, and no verdict about the old occupant applies.
 ///
 /// Votes are bitmaps of keeper indices stored per endpoint; a keeper's vote stands until it
 /// changes it, the endpoint changes state, or the keeper set is rotated (config version bump).
@@ -137,9 +153,10 @@ interface IRouteRegistry {
     error ServiceExists(bytes32 serviceId);
     /// @notice The endpoint index is not registered in the service.
     error UnknownEndpoint(bytes32 serviceId, uint256 endpoint);
-    /// @notice The service already holds `MAX_ENDPOINTS` endpoints.
+    /// @notice The service already holds `MAX_ENDPOINTS` endpoints and none is retired (to reuse).
     error TooManyEndpoints(bytes32 serviceId);
-    /// @notice Governance tried to retire an endpoint that is serving; keepers must demote it first.
+    /// @notice Governance tried to retire an endpoint that is serving (keepers must demote it first),
+    /// or to change the URL of an active route that no ready standby can replace at the floor.
     error EndpointIsActive(bytes32 serviceId, uint256 endpoint);
     /// @notice The endpoint is already retired.
     error EndpointIsRetired(bytes32 serviceId, uint256 endpoint);
@@ -190,12 +207,16 @@ interface IRouteRegistry {
     event ServiceCreated(bytes32 indexed serviceId, string name, ServiceConfig config);
     /// @notice A service's config was changed by governance.
     event ServiceConfigured(bytes32 indexed serviceId, ServiceConfig config);
-    /// @notice An endpoint was added (as a Standby, not ready).
+    /// @notice An endpoint was added (as a Standby, not ready). For a reused (retired) index, the
+    /// endpoint starts afresh: new revision, no votes, no latency (`EndpointLatencyChanged` to 0
+    /// first if it had one), this region.
     event EndpointAdded(
         bytes32 indexed serviceId, uint16 indexed endpoint, string url, string region, string provider, address operator
     );
-    /// @notice An endpoint's URL, provider or operator was changed by governance. When the URL of an
-    /// active route changes, the set clients read changed: `RouteSetChanged` follows with a new epoch.
+    /// @notice An endpoint's URL, provider or operator was changed by governance. A new URL takes
+    /// the endpoint out of service (see REVISIONS): for an active route, `EndpointStatusChanged`
+    /// (to Standby, and the replacement's to Active) and `RouteSetChanged` with a new epoch follow;
+    /// for a ready standby, `EndpointReadinessChanged(..., false)`.
     event EndpointUpdated(
         bytes32 indexed serviceId, uint16 indexed endpoint, string url, string provider, address operator
     );
@@ -248,7 +269,9 @@ interface IRouteRegistry {
     function configureService(bytes32 serviceId, ServiceConfig calldata config) external;
 
     /// @notice Adds an endpoint as a Standby that is not ready: only a keeper quorum can make it serve.
-    /// Requires the governor role. The URL must be http, https, ws or wss, at most 256 bytes of
+    /// Requires the governor role. Indices are handed out in order; once all `MAX_ENDPOINTS` are,
+    /// the lowest retired index is reused under a new revision (see REVISIONS), else
+    /// `TooManyEndpoints`. The URL must be http, https, ws or wss, at most 256 bytes of
     /// printable ASCII, with no user info (`user:pass` before the host; `InvalidUrl` otherwise): secrets never go on-chain;
     /// a private endpoint is registered as a template (`https://host/v2/${KEY}`) that each
     /// keeper and client fills from its own configuration, for the hosts it allows.
@@ -262,8 +285,10 @@ interface IRouteRegistry {
     ) external returns (uint16 endpoint);
 
     /// @notice Changes an endpoint's URL, provider and operator (not its region, which drives
-    /// diversity). Requires the governor role. If the endpoint is active and its URL changes, the
-    /// service's epoch increases and `RouteSetChanged` is emitted, so that followers re-read it.
+    /// diversity). Requires the governor role. A new URL bumps the endpoint's revision and takes it
+    /// out of service until a fresh healthy quorum (see REVISIONS): an active route is replaced by
+    /// the best ready standby (new epoch, `RouteSetChanged`), or just leaves the set above the
+    /// floor; at the floor with no ready standby the call reverts (`EndpointIsActive`).
     function updateEndpoint(
         bytes32 serviceId,
         uint16 endpoint,
@@ -272,8 +297,9 @@ interface IRouteRegistry {
         address operator
     ) external;
 
-    /// @notice Retires a non-active endpoint for good. Requires the governor role. A ready standby
-    /// loses its readiness (`EndpointReadinessChanged(..., false)`).
+    /// @notice Retires a non-active endpoint. Requires the governor role. A ready standby loses its
+    /// readiness (`EndpointReadinessChanged(..., false)`). The slot may later be reused by
+    /// `addEndpoint` for a new endpoint, under a new revision.
     function retireEndpoint(bytes32 serviceId, uint16 endpoint) external;
 
     /// @notice Proposes a new keeper set; it replaces the current one only through

@@ -96,6 +96,9 @@ struct EndpointView {
     uint32 downVotes;
     /// @dev Bitmap of keeper indices currently voting healthy (standby and demoted endpoints).
     uint32 upVotes;
+    /// @dev What a verdict must name (`Verdict.revision`) to count: 0 for a new slot, bumped by
+    /// every URL change and every reuse of a retired slot.
+    uint32 revision;
     string url;
     string region;
     string provider;

@@ -457,6 +457,7 @@ name = "{service}"
         let verdicts: Vec<Verdict> = (0..self.proxies.len() as u16)
             .map(|i| Verdict {
                 endpoint: i,
+                revision: 0,
                 healthy: true,
                 latencyMs: 10 + u32::from(i),
                 headLag: 0,

@@ -14,7 +14,7 @@ contract AuditLatencyTest is RegistryTest {
     function _bootstrapByAll() internal {
         Verdict[] memory all = new Verdict[](4);
         for (uint16 i; i < 4; ++i) {
-            all[i] = Verdict({endpoint: i, healthy: true, latencyMs: 10 + i, headLag: 0});
+            all[i] = Verdict({endpoint: i, revision: 0, healthy: true, latencyMs: 10 + i, headLag: 0});
         }
         _submit(0, SERVICE, all);
         _submit(1, SERVICE, all);
@@ -23,7 +23,7 @@ contract AuditLatencyTest is RegistryTest {
 
     function _latency(uint16 endpoint, uint32 latencyMs) internal pure returns (Verdict[] memory v) {
         v = new Verdict[](1);
-        v[0] = Verdict({endpoint: endpoint, healthy: true, latencyMs: latencyMs, headLag: 0});
+        v[0] = Verdict({endpoint: endpoint, revision: 0, healthy: true, latencyMs: latencyMs, headLag: 0});
     }
 
     /// One keeper reporting #3 at 1 ms used to make it the promoted standby (last writer wins).

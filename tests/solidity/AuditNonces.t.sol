@@ -189,8 +189,8 @@ contract AuditNoncesTest is RegistryTest {
     function test_audit_F15_touchedEndpointsAndOlderEpochsStillBound() public {
         _bootstrap(SERVICE);
         Verdict[] memory both = new Verdict[](2);
-        both[0] = Verdict({endpoint: 2, healthy: false, latencyMs: 25, headLag: 40});
-        both[1] = Verdict({endpoint: 1, healthy: false, latencyMs: 25, headLag: 40});
+        both[0] = Verdict({endpoint: 2, revision: 0, healthy: false, latencyMs: 25, headLag: 40});
+        both[1] = Verdict({endpoint: 1, revision: 0, healthy: false, latencyMs: 25, headLag: 40});
         Attestation memory late = _signedAttestation(2, SERVICE, 1, both);
         bytes memory lateSig = _sign(keeperKeys[2], late);
         Attestation memory older = _signedAttestation(2, SERVICE, 2, _one(1, false));

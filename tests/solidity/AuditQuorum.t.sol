@@ -19,7 +19,7 @@ contract AuditQuorumTest is RegistryTest {
     function _bootstrapByThree() internal {
         Verdict[] memory all = new Verdict[](4);
         for (uint16 i; i < 4; ++i) {
-            all[i] = Verdict({endpoint: i, healthy: true, latencyMs: 10 + i, headLag: 0});
+            all[i] = Verdict({endpoint: i, revision: 0, healthy: true, latencyMs: 10 + i, headLag: 0});
         }
         _submit(0, SERVICE, all);
         _submit(1, SERVICE, all);
@@ -29,7 +29,7 @@ contract AuditQuorumTest is RegistryTest {
     /// Two healthy votes of four keepers are a minority: no standby becomes ready.
     function test_audit_F04_minorityCannotMakeReady() public {
         Verdict[] memory all = new Verdict[](1);
-        all[0] = Verdict({endpoint: 0, healthy: true, latencyMs: 10, headLag: 0});
+        all[0] = Verdict({endpoint: 0, revision: 0, healthy: true, latencyMs: 10, headLag: 0});
         _submit(0, SERVICE, all);
         _submit(1, SERVICE, all);
         vm.assertFalse(_isActive(0), "2 of 4 keepers: not a quorum, not promoted");

@@ -27,7 +27,11 @@ contract FuzzTest is RegistryTest {
         for (uint256 i; i < verdicts.length; ++i) {
             uint256 r = uint256(keccak256(abi.encode(seed, i)));
             verdicts[i] = Verdict({
-                endpoint: uint16(r), healthy: r & (1 << 20) != 0, latencyMs: uint32(r >> 32), headLag: uint32(r >> 64)
+                endpoint: uint16(r),
+                revision: 0,
+                healthy: r & (1 << 20) != 0,
+                latencyMs: uint32(r >> 32),
+                headLag: uint32(r >> 64)
             });
         }
         Attestation memory a = Attestation(service, epoch, configVersion, nonce, deadline, verdicts);

@@ -9,6 +9,7 @@ mod fixture;
 mod probes;
 mod registry_down;
 mod registry_rpc;
+mod revision;
 mod rpc_proxy;
 mod startup;
 mod submit;

@@ -92,7 +92,7 @@ contract GasTest is RegistryTest {
         _createService(id, standbys + 2, defaultConfig());
         Verdict[] memory all = new Verdict[](standbys + 2);
         for (uint16 i; i < all.length; ++i) {
-            all[i] = Verdict({endpoint: i, healthy: true, latencyMs: 10 + i, headLag: 0});
+            all[i] = Verdict({endpoint: i, revision: 0, healthy: true, latencyMs: 10 + i, headLag: 0});
         }
         _submit(1, id, all);
         _submit(2, id, all);

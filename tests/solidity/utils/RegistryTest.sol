@@ -90,7 +90,7 @@ abstract contract RegistryTest {
     function _bootstrap(bytes32 id) internal {
         Verdict[] memory all = new Verdict[](4);
         for (uint16 i; i < 4; ++i) {
-            all[i] = Verdict({endpoint: i, healthy: true, latencyMs: 10 + i, headLag: 0});
+            all[i] = Verdict({endpoint: i, revision: 0, healthy: true, latencyMs: 10 + i, headLag: 0});
         }
         _submit(0, id, all);
         _submit(1, id, all);
@@ -130,7 +130,7 @@ abstract contract RegistryTest {
 
     function _one(uint16 endpoint, bool healthy) internal pure returns (Verdict[] memory v) {
         v = new Verdict[](1);
-        v[0] = Verdict({endpoint: endpoint, healthy: healthy, latencyMs: 25, headLag: healthy ? 0 : 40});
+        v[0] = Verdict({endpoint: endpoint, revision: 0, healthy: healthy, latencyMs: 25, headLag: healthy ? 0 : 40});
     }
 
     function _none() internal pure returns (Verdict[] memory) {
@@ -149,8 +149,9 @@ abstract contract RegistryTest {
             Verdict memory v = a.verdicts[i];
             verdictHashes[i] = keccak256(
                 abi.encode(
-                    keccak256("Verdict(uint16 endpoint,bool healthy,uint32 latencyMs,uint32 headLag)"),
+                    keccak256("Verdict(uint16 endpoint,uint32 revision,bool healthy,uint32 latencyMs,uint32 headLag)"),
                     v.endpoint,
+                    v.revision,
                     v.healthy,
                     v.latencyMs,
                     v.headLag
@@ -160,7 +161,7 @@ abstract contract RegistryTest {
         bytes32 structHash = keccak256(
             abi.encode(
                 keccak256(
-                    "Attestation(bytes32 service,uint32 epoch,uint32 configVersion,uint64 nonce,uint64 deadline,Verdict[] verdicts)Verdict(uint16 endpoint,bool healthy,uint32 latencyMs,uint32 headLag)"
+                    "Attestation(bytes32 service,uint32 epoch,uint32 configVersion,uint64 nonce,uint64 deadline,Verdict[] verdicts)Verdict(uint16 endpoint,uint32 revision,bool healthy,uint32 latencyMs,uint32 headLag)"
                 ),
                 a.service,
                 a.epoch,
