@@ -501,7 +501,9 @@ impl Pipeline {
         service.trackers.retain(|index, _| {
             snapshot.endpoints.iter().any(|e| {
                 e.index == *index
-                    && old.iter().all(|o| o.index != e.index || o.chain.revision == e.chain.revision)
+                    && old
+                        .iter()
+                        .all(|o| o.index != e.index || o.chain.revision == e.chain.revision)
             })
         });
         service.endpoints = snapshot.endpoints;

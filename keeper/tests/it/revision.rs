@@ -22,7 +22,8 @@ async fn new_url_is_judged_afresh_under_its_new_revision() -> eyre::Result<()> {
     let set = net.registry.routes(service).await?;
     let victim = set.routes[0].id;
     // Another proxy's URL: a healthy target the keepers never judged as this endpoint.
-    let other = (0..net.devnet.proxies().len()).find(|&i| i != usize::from(victim)).expect("4 proxies");
+    let other =
+        (0..net.devnet.proxies().len()).find(|&i| i != usize::from(victim)).expect("4 proxies");
     let new_url = net.devnet.proxies()[other].url();
     let governor = ProviderBuilder::new()
         .wallet(EthereumWallet::from(net.devnet.account(0)))
