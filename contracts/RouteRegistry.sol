@@ -649,20 +649,30 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
     }
 
     /// @dev Picks the ready standby to promote: one whose region no remaining active route covers
-    /// first, then the lowest attested latency, then the lowest index. One pass over the ready
-    /// standbys; regions and latencies come from the packed lanes (each word read once).
+    /// first, then the lowest latency, then the lowest index. One pass over the ready standbys;
+    /// regions and latencies come from the packed lanes (each word read once). The pick must still
+    /// be backed: its healthy votes a live quorum of the current keeper set; a standby no such
+    /// quorum backs any more (its keepers went silent or changed their minds) loses its readiness
+    /// here (`EndpointReadinessChanged(..., false)`) and the next best is tried.
     /// @param leaving An active endpoint about to leave (its region counts as uncovered).
-    /// @return found Whether any standby is ready.
+    /// @return found Whether any backed standby is ready.
     /// @return best The pick.
     /// @return uncovered Whether the pick's region is one the remaining active routes miss.
     function _bestStandby(Context memory ctx, Service storage s, uint64 leaving)
         internal
-        view
         returns (bool found, uint16 best, bool uncovered)
     {
         if (ctx.state.ready == 0) return (false, 0, false);
         _loadRoutes(ctx, s);
-        return _pickStandby(s, ctx.state.ready, ctx.routes.active & ~leaving, ctx.state.endpointCount);
+        while (ctx.state.ready != 0) {
+            (found, best, uncovered) =
+                _pickStandby(s, ctx.state.ready, ctx.routes.active & ~leaving, ctx.state.endpointCount);
+            EndpointSlot memory e = s.endpoints[best];
+            if (e.voteVersion == ctx.version && _isQuorum(ctx, s, e.upVotes)) return (found, best, uncovered);
+            ctx.state.ready &= ~(uint64(1) << best);
+            emit EndpointReadinessChanged(ctx.serviceId, best, false);
+        }
+        return (false, 0, false);
     }
 
     /// @dev The active route to swap out for diversity: among routes whose region holds two or

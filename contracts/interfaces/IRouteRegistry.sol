@@ -66,7 +66,10 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// (`WrongEpoch`).
 ///
 /// PROMOTION: a ready standby is promoted to fill the set up to `targetActive` and to replace a
-/// demoted route. The pick: a standby whose region no remaining active route covers first, then
+/// demoted route, only while it is backed: its healthy votes still form a quorum of live keepers
+/// of the current set. Readiness no such quorum backs any more (its keepers went silent or changed
+/// their minds) is cleared when promotion would use it (`EndpointReadinessChanged(..., false)`) and
+/// the next best standby is tried; so while too few keepers are live, nothing is promoted either. The pick: a standby whose region no remaining active route covers first, then
 /// the lowest latency, then the lowest index.
 ///
 /// LATENCY (what promotion compares and clients read, `latencyMs`): the median of the current
