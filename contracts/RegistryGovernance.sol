@@ -36,13 +36,33 @@ contract RegistryGovernance is RegistryStorage {
     /// @dev See `IRouteRegistry`.
     function createService(bytes32 serviceId, string calldata name, ServiceConfig calldata config) external {
         Service storage s = _services[serviceId];
-        if (s.config.quorum != 0) revert IRouteRegistry.ServiceExists(serviceId);
+        if (s.config.quorum != 0 || s.removed) revert IRouteRegistry.ServiceExists(serviceId);
         _validateConfig(config);
         s.config = config;
         _use(config.quorum, config.minVantages, true);
         s.state.lastAttestedAt = uint40(block.timestamp);
         _serviceIds.push(serviceId);
+        _serviceIndex[serviceId] = _serviceIds.length;
         emit IRouteRegistry.ServiceCreated(serviceId, name, config);
+    }
+
+    /// @dev See `IRouteRegistry`. O(1): the last id moves into the removed one's place.
+    function removeService(bytes32 serviceId) external {
+        Service storage s = _existing(serviceId);
+        _use(s.config.quorum, s.config.minVantages, false);
+        // A zero quorum is what makes every call treat the id as unknown (`_existing`).
+        delete s.config;
+        s.removed = true;
+        uint256 position = _serviceIndex[serviceId];
+        uint256 last = _serviceIds.length;
+        if (position != last) {
+            bytes32 moved = _serviceIds[last - 1];
+            _serviceIds[position - 1] = moved;
+            _serviceIndex[moved] = position;
+        }
+        _serviceIds.pop();
+        delete _serviceIndex[serviceId];
+        emit IRouteRegistry.ServiceRemoved(serviceId);
     }
 
     /// @dev See `IRouteRegistry`.

@@ -107,6 +107,8 @@ abstract contract RegistryStorage is AccessControlDefaultAdminRules {
         uint40 nextFreezeAt;
         // Retired endpoint indices: `addEndpoint` reuses the lowest once all 64 were handed out.
         uint64 retired;
+        // Removed by governance (`removeService`): unknown to every call, and never created again.
+        bool removed;
         mapping(bytes32 regionHash => uint8 regionId) regionIds;
         mapping(uint256 index => EndpointSlot) endpoints;
         mapping(uint256 index => EndpointInfo) info;
@@ -178,6 +180,8 @@ abstract contract RegistryStorage is AccessControlDefaultAdminRules {
     // (kind << 8 | value) => number of services using it; kind 0: quorum, 1: minVantages.
     mapping(uint256 key => uint256 services) internal _servicesUsing;
     PendingKeepers internal _pendingKeepers;
+    // 1-based position of each service id in `_serviceIds` (0: none), so removal is O(1).
+    mapping(bytes32 serviceId => uint256 position) internal _serviceIndex;
 
     /* CONSTRUCTOR */
 

@@ -94,6 +94,11 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
     }
 
     /// @inheritdoc IRouteRegistry
+    function removeService(bytes32) external onlyRole(GOVERNOR_ROLE) {
+        _delegate();
+    }
+
+    /// @inheritdoc IRouteRegistry
     function addEndpoint(bytes32, string calldata, string calldata, string calldata, address)
         external
         onlyRole(GOVERNOR_ROLE)

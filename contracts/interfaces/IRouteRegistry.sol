@@ -108,7 +108,7 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// `keeperSetBounds` reports both sides.
 ///
 /// Events: every change a client or the status page shows has an event, so the full state can
-/// be rebuilt from logs: membership (`ServiceCreated`, `ServiceConfigured`, `EndpointAdded`,
+/// be rebuilt from logs: membership (`ServiceCreated`, `ServiceConfigured`, `ServiceRemoved`, `EndpointAdded`,
 /// `EndpointUpdated`, `EndpointRetired`, `KeeperSetUpdated`), state and readiness
 /// (`EndpointStatusChanged`, `EndpointReadinessChanged`, also when retiring a ready standby),
 /// the set (`RouteSetChanged`), latency (`EndpointLatencyChanged`), the degraded flag (set by
@@ -142,7 +142,7 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// Cost: an attestation that changes nothing reads one slot each of the service config and state
 /// and the keeper, and writes the keeper's slot for the service (nonce window, liveness); promotion reads each ready standby's region and latency from packed lanes (32
 /// regions, 8 latencies a slot) with a constant-time lowest-set-bit, so choosing among N ready
-/// standbys costs about N/8 storage reads; `setKeepers` is O(keepers), whatever the number of
+/// standbys costs about N/8 storage reads; `setKeepers` is O(keepers) and `removeService` O(1), whatever the number of
 /// services.
 ///
 /// Portability: compiled for the `shanghai` EVM (no Cancun opcodes such as MCOPY, TLOAD/TSTORE),
@@ -152,7 +152,7 @@ interface IRouteRegistry {
 
     /// @notice The service does not exist.
     error UnknownService(bytes32 serviceId);
-    /// @notice `createService` for an id that already exists.
+    /// @notice `createService` for an id that already exists, or that was removed (ids are never reused).
     error ServiceExists(bytes32 serviceId);
     /// @notice The endpoint index is not registered in the service.
     error UnknownEndpoint(bytes32 serviceId, uint256 endpoint);
@@ -208,6 +208,8 @@ interface IRouteRegistry {
     event AttestationSkipped(bytes32 indexed serviceId, address indexed keeper, uint64 nonce);
     /// @notice A service was created.
     event ServiceCreated(bytes32 indexed serviceId, string name, ServiceConfig config);
+    /// @notice A service was removed by governance (`removeService`); its id is unknown from now on.
+    event ServiceRemoved(bytes32 indexed serviceId);
     /// @notice A service's config was changed by governance.
     event ServiceConfigured(bytes32 indexed serviceId, ServiceConfig config);
     /// @notice An endpoint was added (as a Standby, not ready). For a reused (retired) index, the
@@ -265,6 +267,13 @@ interface IRouteRegistry {
     /// @param serviceId Usually `keccak256(bytes(name))`, e.g. of "eth-mainnet/rpc".
     /// @param name Human-readable name, emitted only.
     function createService(bytes32 serviceId, string calldata name, ServiceConfig calldata config) external;
+
+    /// @notice Removes a service for good. Requires the governor role. From then on every call
+    /// about it (views, attestations, governance) reverts `UnknownService`, its id can never be
+    /// created again (`ServiceExists`, so nothing it left in storage is ever read again), it leaves
+    /// `serviceIds` (the last id moves into its place), and its `quorum` and `minVantages` no
+    /// longer bound keeper sets. O(1) in the number of services, like `setKeepers`.
+    function removeService(bytes32 serviceId) external;
 
     /// @notice Replaces a service's config. Takes effect on the next attestation; never
     /// demotes by itself. Requires the governor role. Both this and `createService` refuse a
@@ -363,7 +372,8 @@ interface IRouteRegistry {
     /// @notice Config and live state of a service.
     function service(bytes32 serviceId) external view returns (ServiceView memory);
 
-    /// @notice Every service id, in creation order.
+    /// @notice Every service id, in creation order, except that removing a service moves the last
+    /// id into its place.
     function serviceIds() external view returns (bytes32[] memory);
 
     /// @notice Full state of one endpoint.
