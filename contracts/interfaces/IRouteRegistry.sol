@@ -50,7 +50,8 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 ///   no votes, no latency and its own region, and no verdict about the old occupant applies.
 ///
 /// Votes are bitmaps of keeper indices stored per endpoint; a keeper's vote stands until it
-/// changes it, the endpoint changes state, or the keeper set is rotated (config version bump).
+/// changes it, the endpoint changes state or revision (see REVISIONS), or the keeper set is
+/// rotated (config version bump).
 /// A vote counts only while its keeper is live for the service (it attested the service within
 /// `attestationTtl`, see Liveness): a keeper that went silent no longer helps complete a quorum,
 /// and its vote counts again once it attests. Readiness earned under an older keeper set is not
@@ -69,16 +70,17 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// demoted route, only while it is backed: its healthy votes still form a quorum of live keepers
 /// of the current set. Readiness no such quorum backs any more (its keepers went silent or changed
 /// their minds) is cleared when promotion would use it (`EndpointReadinessChanged(..., false)`) and
-/// the next best standby is tried; so while too few keepers are live, nothing is promoted either. The pick: a standby whose region no remaining active route covers first, then
-/// the lowest latency, then the lowest index.
+/// the next best standby is tried; so while too few keepers are live, nothing is promoted either.
+/// The pick: a standby whose region no remaining active route covers first, then the lowest
+/// latency, then the lowest index. So fill and failover cover missing regions before adding a
+/// second route in a covered one.
 ///
 /// LATENCY (what promotion compares and clients read, `latencyMs`): the median of the current
 /// keepers' latest healthy figures for the endpoint (each keeper's last healthy verdict; the upper
 /// middle of an even count), not the last writer's, so no single keeper picks the promoted standby
 /// or the figure clients see: making an endpoint look faster takes a strict majority of the
 /// figures. A keeper-set change voids the figures with the votes (the first verdict under the new
-/// set starts afresh). So fill and failover cover missing
-/// regions before adding a second route in a covered one.
+/// set starts afresh).
 ///
 /// REGIONS (`minRegions`): while the active set covers fewer than min(`minRegions`, active
 /// count) distinct regions and a ready standby of an uncovered region exists, the registry swaps
