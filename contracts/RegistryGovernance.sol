@@ -36,13 +36,33 @@ contract RegistryGovernance is RegistryStorage {
     /// @dev See `IRouteRegistry`.
     function createService(bytes32 serviceId, string calldata name, ServiceConfig calldata config) external {
         Service storage s = _services[serviceId];
-        if (s.config.quorum != 0) revert IRouteRegistry.ServiceExists(serviceId);
+        if (s.config.quorum != 0 || s.removed) revert IRouteRegistry.ServiceExists(serviceId);
         _validateConfig(config);
         s.config = config;
         _use(config.quorum, config.minVantages, true);
         s.state.lastAttestedAt = uint40(block.timestamp);
         _serviceIds.push(serviceId);
+        _serviceIndex[serviceId] = _serviceIds.length;
         emit IRouteRegistry.ServiceCreated(serviceId, name, config);
+    }
+
+    /// @dev See `IRouteRegistry`. O(1): the last id moves into the removed one's place.
+    function removeService(bytes32 serviceId) external {
+        Service storage s = _existing(serviceId);
+        _use(s.config.quorum, s.config.minVantages, false);
+        // A zero quorum is what makes every call treat the id as unknown (`_existing`).
+        delete s.config;
+        s.removed = true;
+        uint256 position = _serviceIndex[serviceId];
+        uint256 last = _serviceIds.length;
+        if (position != last) {
+            bytes32 moved = _serviceIds[last - 1];
+            _serviceIds[position - 1] = moved;
+            _serviceIndex[moved] = position;
+        }
+        _serviceIds.pop();
+        delete _serviceIndex[serviceId];
+        emit IRouteRegistry.ServiceRemoved(serviceId);
     }
 
     /// @dev See `IRouteRegistry`.
@@ -65,21 +85,40 @@ contract RegistryGovernance is RegistryStorage {
         address operator
     ) external returns (uint16 index) {
         Service storage s = _existing(serviceId);
-        index = s.state.endpointCount;
-        if (index >= MAX_ENDPOINTS) revert IRouteRegistry.TooManyEndpoints(serviceId);
         EndpointUrl.check(url);
+        uint32 revision;
+        if (s.state.endpointCount < MAX_ENDPOINTS) {
+            index = s.state.endpointCount;
+            s.state.endpointCount = uint8(index + 1);
+        } else {
+            // All 64 slots handed out: reuse the lowest retired one, under a new revision so that
+            // no verdict about its earlier occupant applies to the new one.
+            uint256 retired = s.retired;
+            if (retired == 0) revert IRouteRegistry.TooManyEndpoints(serviceId);
+            index = uint16(retired.lowest());
+            s.retired = uint64(retired & (retired - 1));
+            revision = s.endpoints[index].revision + 1;
+            s.regionLanes[index >> 5] &= ~(uint256(0xff) << ((index & 31) << 3));
+            _clearLatency(s, serviceId, index);
+        }
 
         bytes32 regionHash = keccak256(bytes(region));
         uint8 regionId = s.regionIds[regionHash];
         if (regionId == 0) {
-            // At most MAX_ENDPOINTS regions per service, so the uint8 cannot overflow.
+            // Checked: a service that went through 255 distinct regions (reusing slots) can add no
+            // new one.
             regionId = ++s.regionCount;
             s.regionIds[regionHash] = regionId;
         }
 
-        s.state.endpointCount = uint8(index + 1);
-        s.endpoints[index] =
-            EndpointSlot({status: EndpointStatus.Standby, cooldownUntil: 0, voteVersion: 0, downVotes: 0, upVotes: 0});
+        s.endpoints[index] = EndpointSlot({
+            status: EndpointStatus.Standby,
+            cooldownUntil: 0,
+            voteVersion: 0,
+            downVotes: 0,
+            upVotes: 0,
+            revision: revision
+        });
         s.regionLanes[index >> 5] |= uint256(regionId) << ((index & 31) << 3);
         s.info[index] = EndpointInfo({url: url, region: region, provider: provider, operator: operator});
         emit IRouteRegistry.EndpointAdded(serviceId, index, url, region, provider, operator);
@@ -95,9 +134,8 @@ contract RegistryGovernance is RegistryStorage {
     ) external {
         Service storage s = _existing(serviceId);
         if (index >= s.state.endpointCount) revert IRouteRegistry.UnknownEndpoint(serviceId, index);
-        if (s.endpoints[index].status == EndpointStatus.Retired) {
-            revert IRouteRegistry.EndpointIsRetired(serviceId, index);
-        }
+        EndpointSlot memory e = s.endpoints[index];
+        if (e.status == EndpointStatus.Retired) revert IRouteRegistry.EndpointIsRetired(serviceId, index);
         EndpointUrl.check(url);
         EndpointInfo storage info = s.info[index];
         bool urlChanged = keccak256(bytes(info.url)) != keccak256(bytes(url));
@@ -105,14 +143,68 @@ contract RegistryGovernance is RegistryStorage {
         info.provider = provider;
         info.operator = operator;
         emit IRouteRegistry.EndpointUpdated(serviceId, index, url, provider, operator);
-        if (urlChanged && s.endpoints[index].status == EndpointStatus.Active) {
-            // The set clients read changed: a new epoch tells every follower to re-read it.
-            uint32 epoch = s.state.epoch + 1;
-            s.state.epoch = epoch;
-            // Verdicts of the previous epoch judged the old URL.
-            s.routes.touched = uint64(1) << index;
-            emit IRouteRegistry.RouteSetChanged(serviceId, epoch, uint256(s.routes.active).indices());
+        if (urlChanged) _repoint(s, serviceId, index, e);
+    }
+
+    /// @dev A new URL is a new target that no keeper judged: the endpoint leaves service (an active
+    /// route goes back to Standby, replaced by the best ready standby; a ready standby loses its
+    /// readiness), its votes and latency figures are dropped, and its revision moves on so that no
+    /// verdict about the old URL counts for the new one. Reverts (`EndpointIsActive`) when an
+    /// active route has no ready replacement and the set is at its floor.
+    function _repoint(Service storage s, bytes32 serviceId, uint16 index, EndpointSlot memory e) internal {
+        uint64 bit = uint64(1) << index;
+        ServiceState memory st = s.state;
+        if (e.status == EndpointStatus.Active) {
+            ServiceRoutes memory r = s.routes;
+            (bool found, uint16 next,) = _pickStandby(s, st.ready, r.active & ~bit, st.endpointCount);
+            if (!found && st.activeCount <= s.config.floor) revert IRouteRegistry.EndpointIsActive(serviceId, index);
+            e.status = EndpointStatus.Standby;
+            r.active &= ~bit;
+            r.touched = bit;
+            st.degraded &= ~bit;
+            --st.activeCount;
+            emit IRouteRegistry.EndpointStatusChanged(serviceId, index, EndpointStatus.Active, EndpointStatus.Standby);
+            if (found) {
+                uint64 nextBit = uint64(1) << next;
+                EndpointSlot storage n = s.endpoints[next];
+                n.status = EndpointStatus.Active;
+                n.downVotes = 0;
+                n.upVotes = 0;
+                st.ready &= ~nextBit;
+                r.active |= nextBit;
+                r.touched |= nextBit;
+                ++st.activeCount;
+                emit IRouteRegistry.EndpointStatusChanged(
+                    serviceId, next, EndpointStatus.Standby, EndpointStatus.Active
+                );
+            }
+            // Promotion picks an uncovered region first; a swap, if one is owed, is checked by the
+            // next attestation.
+            st.regionsChecked = false;
+            ++st.epoch;
+            s.routes = r;
+            emit IRouteRegistry.RouteSetChanged(serviceId, st.epoch, uint256(r.active).indices());
+        } else if (st.ready & bit != 0) {
+            st.ready &= ~bit;
+            emit IRouteRegistry.EndpointReadinessChanged(serviceId, index, false);
         }
+        s.state = st;
+        ++e.revision;
+        e.downVotes = 0;
+        e.upVotes = 0;
+        s.endpoints[index] = e;
+        _clearLatency(s, serviceId, index);
+    }
+
+    /// @dev Drops an endpoint's latency figures and its latency (`EndpointLatencyChanged` to 0 if
+    /// it was not 0 already).
+    function _clearLatency(Service storage s, bytes32 serviceId, uint16 index) internal {
+        delete s.keeperLatencies[index];
+        uint256 shift = (uint256(index) & 7) << 5;
+        uint256 word = s.latencyLanes[index >> 3];
+        if ((word >> shift) & 0xffffffff == 0) return;
+        s.latencyLanes[index >> 3] = word & ~(uint256(0xffffffff) << shift);
+        emit IRouteRegistry.EndpointLatencyChanged(serviceId, index, 0);
     }
 
     /// @dev See `IRouteRegistry`.
@@ -125,6 +217,7 @@ contract RegistryGovernance is RegistryStorage {
         e.status = EndpointStatus.Retired;
         emit IRouteRegistry.EndpointRetired(serviceId, index);
         uint64 bit = uint64(1) << index;
+        s.retired |= bit;
         if (s.state.ready & bit != 0) {
             s.state.ready &= ~bit;
             emit IRouteRegistry.EndpointReadinessChanged(serviceId, index, false);
@@ -216,6 +309,7 @@ contract RegistryGovernance is RegistryStorage {
             if (k.version == version) revert IRouteRegistry.InvalidKeeperSet("signers[i] (duplicate)", i);
             k.index = uint8(i + 1);
             k.version = version;
+            k.setSize = uint8(n);
 
             uint256 vantageId = distinct;
             for (uint256 j; j < i; ++j) {

@@ -7,6 +7,7 @@ import {
 
 import {IRouteRegistry} from "./interfaces/IRouteRegistry.sol";
 import {ServiceConfig, EndpointStatus} from "./types/Service.sol";
+import {Bitmap} from "./libraries/Bitmap.sol";
 
 /// @title RegistryStorage
 /// @notice The registry's constants, storage layout and roles, shared by `RouteRegistry` (the
@@ -16,6 +17,7 @@ import {ServiceConfig, EndpointStatus} from "./types/Service.sol";
 /// (`beginDefaultAdminTransfer`, then `acceptDefaultAdminTransfer` by the new admin once
 /// `defaultAdminDelay` elapsed), never by `grantRole`.
 abstract contract RegistryStorage is AccessControlDefaultAdminRules {
+    using Bitmap for uint256;
     /* CONSTANTS */
 
     /// @notice Role that manages membership: services, endpoints, keepers.
@@ -51,6 +53,9 @@ abstract contract RegistryStorage is AccessControlDefaultAdminRules {
         uint32 voteVersion;
         uint32 downVotes;
         uint32 upVotes;
+        // What verdicts must name to count (`Verdict.revision`): bumped when the slot gets a new
+        // URL (`updateEndpoint`) or a new occupant (`addEndpoint` reusing a retired slot).
+        uint32 revision;
     }
 
     /// @dev Cold endpoint data, read by views only.
@@ -100,6 +105,10 @@ abstract contract RegistryStorage is AccessControlDefaultAdminRules {
         // Guardian freezes: when the current (or last) one started; no new one before `nextFreezeAt`.
         uint40 frozenSince;
         uint40 nextFreezeAt;
+        // Retired endpoint indices: `addEndpoint` reuses the lowest once all 64 were handed out.
+        uint64 retired;
+        // Removed by governance (`removeService`): unknown to every call, and never created again.
+        bool removed;
         mapping(bytes32 regionHash => uint8 regionId) regionIds;
         mapping(uint256 index => EndpointSlot) endpoints;
         mapping(uint256 index => EndpointInfo) info;
@@ -108,6 +117,10 @@ abstract contract RegistryStorage is AccessControlDefaultAdminRules {
         // Latency (32 bits) last attested for endpoint i in lane i % 8 of word i / 8.
         uint256[8] latencyLanes;
         mapping(address keeper => KeeperService) keepers;
+        // Per endpoint: each current keeper's latest healthy latency figure, plus one (0: none), in
+        // 32-bit lane k % 8 of word k / 8 for keeper index k. The endpoint's latency (in
+        // `latencyLanes`) is their median. Cleared with the endpoint's votes on a keeper-set change.
+        mapping(uint256 index => uint256[4]) keeperLatencies;
     }
 
     /// @dev One slot. `index` is 1-based so that 0 means "not in the current set": rotation
@@ -115,6 +128,8 @@ abstract contract RegistryStorage is AccessControlDefaultAdminRules {
     struct KeeperSlot {
         uint8 index;
         uint32 version;
+        // Size of the keeper set this slot belongs to (the effective quorum's majority, F04).
+        uint8 setSize;
     }
 
     /// @dev One slot per (keeper, service), written by each of its attestations: the replay
@@ -165,6 +180,8 @@ abstract contract RegistryStorage is AccessControlDefaultAdminRules {
     // (kind << 8 | value) => number of services using it; kind 0: quorum, 1: minVantages.
     mapping(uint256 key => uint256 services) internal _servicesUsing;
     PendingKeepers internal _pendingKeepers;
+    // 1-based position of each service id in `_serviceIds` (0: none), so removal is O(1).
+    mapping(bytes32 serviceId => uint256 position) internal _serviceIndex;
 
     /* CONSTRUCTOR */
 
@@ -175,5 +192,60 @@ abstract contract RegistryStorage is AccessControlDefaultAdminRules {
     function _existing(bytes32 serviceId) internal view returns (Service storage s) {
         s = _services[serviceId];
         if (s.config.quorum == 0) revert IRouteRegistry.UnknownService(serviceId);
+    }
+
+    /// @dev The region lane words (the second only when the service has more than 32 endpoints).
+    function _regionWordsOf(Service storage s, uint256 endpointCount) internal view returns (uint256 r0, uint256 r1) {
+        r0 = s.regionLanes[0];
+        if (endpointCount > 32) r1 = s.regionLanes[1];
+    }
+
+    function _region(uint256 r0, uint256 r1, uint256 index) internal pure returns (uint256) {
+        return ((index < 32 ? r0 : r1) >> ((index & 31) << 3)) & 0xff;
+    }
+
+    /// @dev Bitmap over region ids of the regions of `endpoints`.
+    function _regionMask(uint256 endpoints, uint256 r0, uint256 r1) internal pure returns (uint256 mask) {
+        for (; endpoints != 0; endpoints &= endpoints - 1) {
+            mask |= uint256(1) << _region(r0, r1, endpoints.lowest());
+        }
+    }
+
+    /// @dev Picks the ready standby to promote among `candidates`: one whose region no route of
+    /// `remaining` covers first, then the lowest latency, then the lowest index. One pass over the
+    /// candidates; regions and latencies come from the packed lanes (each word read once).
+    /// @return found Whether any candidate exists.
+    /// @return best The pick.
+    /// @return uncovered Whether the pick's region is one `remaining` misses.
+    function _pickStandby(Service storage s, uint256 candidates, uint256 remaining, uint256 endpointCount)
+        internal
+        view
+        returns (bool found, uint16 best, bool uncovered)
+    {
+        if (candidates == 0) return (false, 0, false);
+        (uint256 r0, uint256 r1) = _regionWordsOf(s, endpointCount);
+        uint256 covered = _regionMask(remaining, r0, r1);
+        uint256 bestLatency;
+        uint256 wordIndex = type(uint256).max;
+        uint256 word;
+        for (; candidates != 0; candidates &= candidates - 1) {
+            uint256 i = candidates.lowest();
+            bool isUncovered = covered & (uint256(1) << _region(r0, r1, i)) == 0;
+            if (i >> 3 != wordIndex) {
+                wordIndex = i >> 3;
+                word = s.latencyLanes[wordIndex];
+            }
+            uint256 latency = (word >> ((i & 7) << 5)) & 0xffffffff;
+            if (!found || (isUncovered && !uncovered) || (isUncovered == uncovered && latency < bestLatency)) {
+                (found, best, uncovered, bestLatency) = (true, uint16(i), isUncovered, latency);
+            }
+        }
+    }
+
+    /// @dev The effective quorum: the configured one, or a strict majority of the keeper set
+    /// (`setSize / 2 + 1`) if that is larger, so two opposing quorums can never both stand.
+    function _effectiveQuorum(uint256 quorum, uint256 setSize) internal pure returns (uint256) {
+        uint256 majority = setSize / 2 + 1;
+        return quorum > majority ? quorum : majority;
     }
 }

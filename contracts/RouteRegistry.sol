@@ -41,8 +41,9 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         // Loaded on first use by `_loadRoutes`: a vote that changes nothing never reads it.
         ServiceRoutes routes;
         bool routesLoaded;
-        // The keeper-set version, taken from the (already loaded) keeper slot.
+        // The keeper-set version and size, taken from the (already loaded) keeper slot.
         uint32 version;
+        uint8 setSize;
         // Keepers (vote bits) whose attestation this call accepted: live without a read.
         uint32 liveKnown;
         // The attestation being applied was signed at the previous epoch (see `_applyVerdicts`).
@@ -89,6 +90,11 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
 
     /// @inheritdoc IRouteRegistry
     function configureService(bytes32, ServiceConfig calldata) external onlyRole(GOVERNOR_ROLE) {
+        _delegate();
+    }
+
+    /// @inheritdoc IRouteRegistry
+    function removeService(bytes32) external onlyRole(GOVERNOR_ROLE) {
         _delegate();
     }
 
@@ -204,7 +210,7 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         set.epoch = s.state.epoch;
         set.lastAttestedAt = s.state.lastAttestedAt;
         (,, uint256 live) = keeperLiveness(serviceId);
-        set.stale = live < s.config.quorum;
+        set.stale = live < _effectiveQuorum(s.config.quorum, _keeperSet.count);
         uint16[] memory ids = uint256(s.routes.active).indices();
         set.routes = new Route[](ids.length);
         for (uint256 i; i < ids.length; ++i) {
@@ -258,6 +264,7 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
             cooldownUntil: e.cooldownUntil,
             downVotes: current ? e.downVotes : 0,
             upVotes: current ? e.upVotes : 0,
+            revision: e.revision,
             url: info.url,
             region: info.region,
             provider: info.provider,
@@ -387,6 +394,9 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
         s.keepers[signer] = ks;
 
         ctx.version = keeper.version;
+        ctx.setSize = keeper.setSize;
+        // From here on `ctx.config.quorum` is the effective quorum (F04); the config is not written back.
+        ctx.config.quorum = uint8(_effectiveQuorum(ctx.config.quorum, keeper.setSize));
         ctx.state.lastAttestedAt = uint40(block.timestamp);
         if (ctx.state.readyVersion != uint24(keeper.version)) _voidReadiness(ctx);
         keeperBit = 1 << (keeper.index - 1);
@@ -434,16 +444,19 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
             if (index >= ctx.state.endpointCount) revert UnknownEndpoint(ctx.serviceId, index);
             if ((superseded >> index) & 1 != 0) continue;
             EndpointSlot memory e = s.endpoints[index];
-            // A keeper's report may lag behind governance: verdicts on retired endpoints are ignored.
-            if (e.status == EndpointStatus.Retired) continue;
+            // A keeper's report may lag behind governance: verdicts on retired endpoints, and on an
+            // earlier URL or occupant of the slot (another revision), are ignored.
+            if (e.status == EndpointStatus.Retired || v.revision != e.revision) continue;
             if (e.voteVersion != version) {
+                // Figures of an older keeper set are indexed by its keepers: void with its votes.
+                if (e.voteVersion != 0) delete s.keeperLatencies[index];
                 e.voteVersion = version;
                 e.downVotes = 0;
                 e.upVotes = 0;
             }
             if (v.healthy) {
                 e.downVotes &= ~bit;
-                _setLatency(ctx, s, index, v.latencyMs);
+                _setLatency(ctx, s, index, _medianLatency(ctx, s, index, keeperBit.lowest(), v.latencyMs));
                 // Hysteresis: healthy votes on a cooling-down endpoint do not count.
                 bool coolingDown = e.status == EndpointStatus.Demoted && block.timestamp < e.cooldownUntil;
                 if (e.status != EndpointStatus.Active && !coolingDown) e.upVotes |= bit;
@@ -641,37 +654,30 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
     }
 
     /// @dev Picks the ready standby to promote: one whose region no remaining active route covers
-    /// first, then the lowest attested latency, then the lowest index. One pass over the ready
-    /// standbys; regions and latencies come from the packed lanes (each word read once).
+    /// first, then the lowest latency, then the lowest index. One pass over the ready standbys;
+    /// regions and latencies come from the packed lanes (each word read once). The pick must still
+    /// be backed: its healthy votes a live quorum of the current keeper set; a standby no such
+    /// quorum backs any more (its keepers went silent or changed their minds) loses its readiness
+    /// here (`EndpointReadinessChanged(..., false)`) and the next best is tried.
     /// @param leaving An active endpoint about to leave (its region counts as uncovered).
-    /// @return found Whether any standby is ready.
+    /// @return found Whether any backed standby is ready.
     /// @return best The pick.
     /// @return uncovered Whether the pick's region is one the remaining active routes miss.
     function _bestStandby(Context memory ctx, Service storage s, uint64 leaving)
         internal
-        view
         returns (bool found, uint16 best, bool uncovered)
     {
-        uint256 candidates = ctx.state.ready;
-        if (candidates == 0) return (false, 0, false);
+        if (ctx.state.ready == 0) return (false, 0, false);
         _loadRoutes(ctx, s);
-        (uint256 r0, uint256 r1) = _regionWords(ctx, s);
-        uint256 covered = _regionMask(ctx.routes.active & ~leaving, r0, r1);
-        uint256 bestLatency;
-        uint256 wordIndex = type(uint256).max;
-        uint256 word;
-        for (; candidates != 0; candidates &= candidates - 1) {
-            uint256 i = candidates.lowest();
-            bool isUncovered = covered & (uint256(1) << _region(r0, r1, i)) == 0;
-            if (i >> 3 != wordIndex) {
-                wordIndex = i >> 3;
-                word = s.latencyLanes[wordIndex];
-            }
-            uint256 latency = (word >> ((i & 7) << 5)) & 0xffffffff;
-            if (!found || (isUncovered && !uncovered) || (isUncovered == uncovered && latency < bestLatency)) {
-                (found, best, uncovered, bestLatency) = (true, uint16(i), isUncovered, latency);
-            }
+        while (ctx.state.ready != 0) {
+            (found, best, uncovered) =
+                _pickStandby(s, ctx.state.ready, ctx.routes.active & ~leaving, ctx.state.endpointCount);
+            EndpointSlot memory e = s.endpoints[best];
+            if (e.voteVersion == ctx.version && _isQuorum(ctx, s, e.upVotes)) return (found, best, uncovered);
+            ctx.state.ready &= ~(uint64(1) << best);
+            emit EndpointReadinessChanged(ctx.serviceId, best, false);
         }
+        return (false, 0, false);
     }
 
     /// @dev The active route to swap out for diversity: among routes whose region holds two or
@@ -748,23 +754,46 @@ contract RouteRegistry is IRouteRegistry, RegistryStorage, EIP712 {
 
     /// @dev The region lane words (the second only when the service has more than 32 endpoints).
     function _regionWords(Context memory ctx, Service storage s) internal view returns (uint256 r0, uint256 r1) {
-        r0 = s.regionLanes[0];
-        if (ctx.state.endpointCount > 32) r1 = s.regionLanes[1];
-    }
-
-    function _region(uint256 r0, uint256 r1, uint256 index) internal pure returns (uint256) {
-        return ((index < 32 ? r0 : r1) >> ((index & 31) << 3)) & 0xff;
-    }
-
-    /// @dev Bitmap over region ids of the regions of `endpoints`.
-    function _regionMask(uint256 endpoints, uint256 r0, uint256 r1) internal pure returns (uint256 mask) {
-        for (; endpoints != 0; endpoints &= endpoints - 1) {
-            mask |= uint256(1) << _region(r0, r1, endpoints.lowest());
-        }
+        return _regionWordsOf(s, ctx.state.endpointCount);
     }
 
     function _latency(Service storage s, uint256 index) internal view returns (uint32) {
         return uint32(s.latencyLanes[index >> 3] >> ((index & 7) << 5));
+    }
+
+    /// @dev Records `keeper`'s latest healthy latency figure for an endpoint and returns the median
+    /// of the current keepers' figures (the upper one of two middles: making an endpoint look
+    /// faster takes a strict majority of the figures), so no single keeper sets what promotion
+    /// compares and clients read. Reads at most 4 slots (8 figures a slot).
+    function _medianLatency(Context memory ctx, Service storage s, uint256 index, uint256 keeper, uint32 latency)
+        internal
+        returns (uint32)
+    {
+        uint256[4] storage lanes = s.keeperLatencies[index];
+        uint256 shift = (keeper & 7) << 5;
+        uint256 mine = lanes[keeper >> 3];
+        uint256 figure = latency < type(uint32).max ? uint256(latency) + 1 : latency;
+        if ((mine >> shift) & 0xffffffff != figure) {
+            mine = (mine & ~(uint256(0xffffffff) << shift)) | (figure << shift);
+            lanes[keeper >> 3] = mine;
+        }
+        uint256[] memory sorted = new uint256[](MAX_KEEPERS);
+        uint256 n;
+        uint256 words = (uint256(ctx.setSize) + 7) >> 3;
+        for (uint256 w; w < words; ++w) {
+            for (uint256 word = w == keeper >> 3 ? mine : lanes[w]; word != 0; word >>= 32) {
+                uint256 x = word & 0xffffffff;
+                if (x == 0) continue;
+                // Insertion sort: at most MAX_KEEPERS figures.
+                uint256 j = n++;
+                for (; j != 0 && sorted[j - 1] > x; --j) {
+                    sorted[j] = sorted[j - 1];
+                }
+                sorted[j] = x;
+            }
+        }
+        // n >= 1: this keeper's figure was just recorded.
+        return uint32(sorted[n >> 1] - 1);
     }
 
     /// @dev Records an endpoint's attested latency; emits `EndpointLatencyChanged` if it changed.

@@ -52,8 +52,13 @@ async fn main() -> eyre::Result<()> {
         if i == 200 {
             println!("keepers 1 and 2 attest endpoint {victim} unhealthy");
             for keeper in 1..=2 {
-                let verdict =
-                    Verdict { endpoint: victim as u16, healthy: false, latencyMs: 0, headLag: 0 };
+                let verdict = Verdict {
+                    endpoint: victim as u16,
+                    revision: 0,
+                    healthy: false,
+                    latencyMs: 0,
+                    headLag: 0,
+                };
                 devnet.attest(keeper, vec![verdict]).await?;
             }
         }

@@ -91,7 +91,8 @@ mod tests {
     #[test]
     fn type_string_matches_the_contract() {
         let expected = "Attestation(bytes32 service,uint32 epoch,uint32 configVersion,uint64 nonce,\
-uint64 deadline,Verdict[] verdicts)Verdict(uint16 endpoint,bool healthy,uint32 latencyMs,uint32 headLag)";
+uint64 deadline,Verdict[] verdicts)Verdict(uint16 endpoint,uint32 revision,bool healthy,uint32 latencyMs,\
+uint32 headLag)";
         assert_eq!(Attestation::eip712_encode_type(), expected);
         assert_eq!(
             Attestation::eip712_type_hash(&Attestation::default()),

@@ -14,6 +14,16 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// - HEALTH (which endpoints DO serve now) is the keepers' quorum, through signed attestations.
 ///   No single key can flip the route set (quorum >= 2).
 ///
+/// Quorum (effective): a transition needs max(`quorum`, a strict majority of the current keeper
+/// set: `keepers / 2 + 1`) matching votes of distinct, live keepers (and `minVantages`). So a
+/// keeper minority never overrides the rest (with `quorum` 2, 2 of 32 keepers cannot steer a set
+/// that 30 others judge), and opposing verdicts cannot both stand: a keeper votes one way per
+/// endpoint, and two disjoint strict majorities do not exist, so an endpoint is never judged
+/// healthy and unhealthy at once and its readiness does not flip on re-submitted votes.
+/// Fail static: while fewer keepers than the effective quorum are live (see Liveness), no quorum
+/// can form, so no endpoint changes state and the route set stays as it is; the service then
+/// reads `stale` (`authorisedRoutes`).
+///
 /// Endpoint lifecycle (per service, indices are stable):
 ///
 ///     addEndpoint --> Standby --(healthy quorum: ready)--> promoted --> Active
@@ -21,10 +31,27 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 ///                      |  +---(swapped out for a region: stays ready)----+  |
 ///                      |                                (unhealthy quorum)  v
 ///                      +--(cooldown elapsed + healthy quorum)----------- Demoted
-///     retireEndpoint (governance, not while Active) --> Retired (final)
+///     retireEndpoint (governance, not while Active) --> Retired (final for that occupant)
+///     updateEndpoint with a new URL: Active --> Standby (not ready), a ready standby --> not ready
+///
+/// REVISIONS (what a verdict judged): each endpoint slot has a `revision` (`EndpointView`), 0 when
+/// first added. Every verdict names the revision it judged (`Verdict.revision`); a verdict about
+/// another revision is ignored (like one about a retired endpoint), so a vote cast about one
+/// target never counts for another. The revision increases when:
+/// - governance changes the endpoint's URL (`updateEndpoint`): the new URL is a target no keeper
+///   judged, so the endpoint leaves service at once: an active route goes back to Standby, not
+///   ready, and is replaced in the same transaction by the usual promotion (uncovered region
+///   first, then latency; a new epoch and `RouteSetChanged`); the change is refused
+///   (`EndpointIsActive`) when no standby is ready and the set is at its floor. A ready standby
+///   loses its readiness. Its votes and latency figures are dropped: it serves again only after a
+///   fresh healthy quorum about the new URL;
+/// - a retired slot is reused (`addEndpoint` once all `MAX_ENDPOINTS` indices were handed out
+///   takes the lowest retired one): the new occupant starts as a Standby that is not ready, with
+///   no votes, no latency and its own region, and no verdict about the old occupant applies.
 ///
 /// Votes are bitmaps of keeper indices stored per endpoint; a keeper's vote stands until it
-/// changes it, the endpoint changes state, or the keeper set is rotated (config version bump).
+/// changes it, the endpoint changes state or revision (see REVISIONS), or the keeper set is
+/// rotated (config version bump).
 /// A vote counts only while its keeper is live for the service (it attested the service within
 /// `attestationTtl`, see Liveness): a keeper that went silent no longer helps complete a quorum,
 /// and its vote counts again once it attests. Readiness earned under an older keeper set is not
@@ -40,9 +67,20 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// (`WrongEpoch`).
 ///
 /// PROMOTION: a ready standby is promoted to fill the set up to `targetActive` and to replace a
-/// demoted route. The pick: a standby whose region no remaining active route covers first, then
-/// the lowest attested latency, then the lowest index. So fill and failover cover missing
-/// regions before adding a second route in a covered one.
+/// demoted route, only while it is backed: its healthy votes still form a quorum of live keepers
+/// of the current set. Readiness no such quorum backs any more (its keepers went silent or changed
+/// their minds) is cleared when promotion would use it (`EndpointReadinessChanged(..., false)`) and
+/// the next best standby is tried; so while too few keepers are live, nothing is promoted either.
+/// The pick: a standby whose region no remaining active route covers first, then the lowest
+/// latency, then the lowest index. So fill and failover cover missing regions before adding a
+/// second route in a covered one.
+///
+/// LATENCY (what promotion compares and clients read, `latencyMs`): the median of the current
+/// keepers' latest healthy figures for the endpoint (each keeper's last healthy verdict; the upper
+/// middle of an even count), not the last writer's, so no single keeper picks the promoted standby
+/// or the figure clients see: making an endpoint look faster takes a strict majority of the
+/// figures. A keeper-set change voids the figures with the votes (the first verdict under the new
+/// set starts afresh).
 ///
 /// REGIONS (`minRegions`): while the active set covers fewer than min(`minRegions`, active
 /// count) distinct regions and a ready standby of an uncovered region exists, the registry swaps
@@ -72,7 +110,7 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// `keeperSetBounds` reports both sides.
 ///
 /// Events: every change a client or the status page shows has an event, so the full state can
-/// be rebuilt from logs: membership (`ServiceCreated`, `ServiceConfigured`, `EndpointAdded`,
+/// be rebuilt from logs: membership (`ServiceCreated`, `ServiceConfigured`, `ServiceRemoved`, `EndpointAdded`,
 /// `EndpointUpdated`, `EndpointRetired`, `KeeperSetUpdated`), state and readiness
 /// (`EndpointStatusChanged`, `EndpointReadinessChanged`, also when retiring a ready standby),
 /// the set (`RouteSetChanged`), latency (`EndpointLatencyChanged`), the degraded flag (set by
@@ -90,8 +128,9 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// afresh, so a keeper that reached nonce `type(uint64).max` is never locked out for good.
 ///
 /// Liveness: each accepted attestation records its keeper's last attestation time for the
-/// service (`keeperLiveness`). A service is `stale` while fewer than `quorum` keepers of the
-/// current set attested it within `attestationTtl`; one live keeper cannot keep it fresh.
+/// service (`keeperLiveness`). A service is `stale` while fewer than the effective quorum
+/// (max(`quorum`, `keepers / 2 + 1`)) keepers of the current set attested it within
+/// `attestationTtl`; one live keeper cannot keep it fresh, and a stale set is fail-static.
 ///
 /// Roles: the admin (OpenZeppelin `AccessControlDefaultAdminRules`: exactly one, handed over in
 /// two steps, `beginDefaultAdminTransfer` then `acceptDefaultAdminTransfer` by the new admin after
@@ -105,7 +144,7 @@ import {ServiceConfig, EndpointStatus, DeferReason, RouteSet, EndpointView, Serv
 /// Cost: an attestation that changes nothing reads one slot each of the service config and state
 /// and the keeper, and writes the keeper's slot for the service (nonce window, liveness); promotion reads each ready standby's region and latency from packed lanes (32
 /// regions, 8 latencies a slot) with a constant-time lowest-set-bit, so choosing among N ready
-/// standbys costs about N/8 storage reads; `setKeepers` is O(keepers), whatever the number of
+/// standbys costs about N/8 storage reads; `setKeepers` is O(keepers) and `removeService` O(1), whatever the number of
 /// services.
 ///
 /// Portability: compiled for the `shanghai` EVM (no Cancun opcodes such as MCOPY, TLOAD/TSTORE),
@@ -115,13 +154,14 @@ interface IRouteRegistry {
 
     /// @notice The service does not exist.
     error UnknownService(bytes32 serviceId);
-    /// @notice `createService` for an id that already exists.
+    /// @notice `createService` for an id that already exists, or that was removed (ids are never reused).
     error ServiceExists(bytes32 serviceId);
     /// @notice The endpoint index is not registered in the service.
     error UnknownEndpoint(bytes32 serviceId, uint256 endpoint);
-    /// @notice The service already holds `MAX_ENDPOINTS` endpoints.
+    /// @notice The service already holds `MAX_ENDPOINTS` endpoints and none is retired (to reuse).
     error TooManyEndpoints(bytes32 serviceId);
-    /// @notice Governance tried to retire an endpoint that is serving; keepers must demote it first.
+    /// @notice Governance tried to retire an endpoint that is serving (keepers must demote it first),
+    /// or to change the URL of an active route that no ready standby can replace at the floor.
     error EndpointIsActive(bytes32 serviceId, uint256 endpoint);
     /// @notice The endpoint is already retired.
     error EndpointIsRetired(bytes32 serviceId, uint256 endpoint);
@@ -170,14 +210,20 @@ interface IRouteRegistry {
     event AttestationSkipped(bytes32 indexed serviceId, address indexed keeper, uint64 nonce);
     /// @notice A service was created.
     event ServiceCreated(bytes32 indexed serviceId, string name, ServiceConfig config);
+    /// @notice A service was removed by governance (`removeService`); its id is unknown from now on.
+    event ServiceRemoved(bytes32 indexed serviceId);
     /// @notice A service's config was changed by governance.
     event ServiceConfigured(bytes32 indexed serviceId, ServiceConfig config);
-    /// @notice An endpoint was added (as a Standby, not ready).
+    /// @notice An endpoint was added (as a Standby, not ready). For a reused (retired) index, the
+    /// endpoint starts afresh: new revision, no votes, no latency (`EndpointLatencyChanged` to 0
+    /// first if it had one), this region.
     event EndpointAdded(
         bytes32 indexed serviceId, uint16 indexed endpoint, string url, string region, string provider, address operator
     );
-    /// @notice An endpoint's URL, provider or operator was changed by governance. When the URL of an
-    /// active route changes, the set clients read changed: `RouteSetChanged` follows with a new epoch.
+    /// @notice An endpoint's URL, provider or operator was changed by governance. A new URL takes
+    /// the endpoint out of service (see REVISIONS): for an active route, `EndpointStatusChanged`
+    /// (to Standby, and the replacement's to Active) and `RouteSetChanged` with a new epoch follow;
+    /// for a ready standby, `EndpointReadinessChanged(..., false)`.
     event EndpointUpdated(
         bytes32 indexed serviceId, uint16 indexed endpoint, string url, string provider, address operator
     );
@@ -198,7 +244,8 @@ interface IRouteRegistry {
     /// also `ready` for a route swapped out for region diversity, and not ready for a ready standby
     /// retired by governance.
     event EndpointReadinessChanged(bytes32 indexed serviceId, uint16 indexed endpoint, bool ready);
-    /// @notice The latency attested for an endpoint (shown to clients in its route) changed.
+    /// @notice The latency of an endpoint (the median of the keepers' figures, shown to clients in
+    /// its route) changed.
     event EndpointLatencyChanged(bytes32 indexed serviceId, uint16 indexed endpoint, uint32 latencyMs);
     /// @notice The authorised route set changed: the one event clients follow.
     event RouteSetChanged(bytes32 indexed serviceId, uint32 indexed epoch, uint16[] routes);
@@ -223,13 +270,22 @@ interface IRouteRegistry {
     /// @param name Human-readable name, emitted only.
     function createService(bytes32 serviceId, string calldata name, ServiceConfig calldata config) external;
 
+    /// @notice Removes a service for good. Requires the governor role. From then on every call
+    /// about it (views, attestations, governance) reverts `UnknownService`, its id can never be
+    /// created again (`ServiceExists`, so nothing it left in storage is ever read again), it leaves
+    /// `serviceIds` (the last id moves into its place), and its `quorum` and `minVantages` no
+    /// longer bound keeper sets. O(1) in the number of services, like `setKeepers`.
+    function removeService(bytes32 serviceId) external;
+
     /// @notice Replaces a service's config. Takes effect on the next attestation; never
     /// demotes by itself. Requires the governor role. Both this and `createService` refuse a
     /// `minVantages` above `quorum` or above the current keeper set's distinct vantages.
     function configureService(bytes32 serviceId, ServiceConfig calldata config) external;
 
     /// @notice Adds an endpoint as a Standby that is not ready: only a keeper quorum can make it serve.
-    /// Requires the governor role. The URL must be http, https, ws or wss, at most 256 bytes of
+    /// Requires the governor role. Indices are handed out in order; once all `MAX_ENDPOINTS` are,
+    /// the lowest retired index is reused under a new revision (see REVISIONS), else
+    /// `TooManyEndpoints`. The URL must be http, https, ws or wss, at most 256 bytes of
     /// printable ASCII, with no user info (`user:pass` before the host; `InvalidUrl` otherwise): secrets never go on-chain;
     /// a private endpoint is registered as a template (`https://host/v2/${KEY}`) that each
     /// keeper and client fills from its own configuration, for the hosts it allows.
@@ -243,8 +299,10 @@ interface IRouteRegistry {
     ) external returns (uint16 endpoint);
 
     /// @notice Changes an endpoint's URL, provider and operator (not its region, which drives
-    /// diversity). Requires the governor role. If the endpoint is active and its URL changes, the
-    /// service's epoch increases and `RouteSetChanged` is emitted, so that followers re-read it.
+    /// diversity). Requires the governor role. A new URL bumps the endpoint's revision and takes it
+    /// out of service until a fresh healthy quorum (see REVISIONS): an active route is replaced by
+    /// the best ready standby (new epoch, `RouteSetChanged`), or just leaves the set above the
+    /// floor; at the floor with no ready standby the call reverts (`EndpointIsActive`).
     function updateEndpoint(
         bytes32 serviceId,
         uint16 endpoint,
@@ -253,8 +311,9 @@ interface IRouteRegistry {
         address operator
     ) external;
 
-    /// @notice Retires a non-active endpoint for good. Requires the governor role. A ready standby
-    /// loses its readiness (`EndpointReadinessChanged(..., false)`).
+    /// @notice Retires a non-active endpoint. Requires the governor role. A ready standby loses its
+    /// readiness (`EndpointReadinessChanged(..., false)`). The slot may later be reused by
+    /// `addEndpoint` for a new endpoint, under a new revision.
     function retireEndpoint(bytes32 serviceId, uint16 endpoint) external;
 
     /// @notice Proposes a new keeper set; it replaces the current one only through
@@ -315,7 +374,8 @@ interface IRouteRegistry {
     /// @notice Config and live state of a service.
     function service(bytes32 serviceId) external view returns (ServiceView memory);
 
-    /// @notice Every service id, in creation order.
+    /// @notice Every service id, in creation order, except that removing a service moves the last
+    /// id into its place.
     function serviceIds() external view returns (bytes32[] memory);
 
     /// @notice Full state of one endpoint.
@@ -352,7 +412,8 @@ interface IRouteRegistry {
 
     /// @notice Each current keeper's last attestation time for the service under the current
     /// keeper-set version (0 if none), and how many attested within `attestationTtl` (`live`); the
-    /// service is stale while `live < quorum`.
+    /// service is stale while `live` is below the effective quorum, max(`quorum`,
+    /// `signers.length / 2 + 1`).
     function keeperLiveness(bytes32 serviceId)
         external
         view

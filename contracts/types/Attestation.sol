@@ -6,6 +6,9 @@ pragma solidity ^0.8.28;
 struct Verdict {
     /// @dev Index of the endpoint within its service.
     uint16 endpoint;
+    /// @dev The endpoint's revision the keeper judged (`EndpointView.revision`): a verdict about
+    /// another revision (an earlier URL, or an earlier occupant of a reused slot) is ignored.
+    uint32 revision;
     /// @dev True when the keeper judged the endpoint fit to serve.
     bool healthy;
     /// @dev Median probe latency over the keeper's window, in milliseconds.
@@ -38,19 +41,19 @@ struct Attestation {
 /// @notice EIP-712 struct hashing for `Attestation`; the Rust side (`bindings`) mirrors it and a
 /// test proves both produce the same digest.
 library AttestationHash {
-    /// @dev keccak256("Verdict(uint16 endpoint,bool healthy,uint32 latencyMs,uint32 headLag)")
+    /// @dev keccak256("Verdict(uint16 endpoint,uint32 revision,bool healthy,uint32 latencyMs,uint32 headLag)")
     bytes32 internal constant VERDICT_TYPEHASH =
-        keccak256("Verdict(uint16 endpoint,bool healthy,uint32 latencyMs,uint32 headLag)");
+        keccak256("Verdict(uint16 endpoint,uint32 revision,bool healthy,uint32 latencyMs,uint32 headLag)");
 
     /// @dev The primary type followed by the referenced type, as EIP-712 requires.
     bytes32 internal constant ATTESTATION_TYPEHASH = keccak256(
         "Attestation(bytes32 service,uint32 epoch,uint32 configVersion,uint64 nonce,uint64 deadline,Verdict[] verdicts)"
-        "Verdict(uint16 endpoint,bool healthy,uint32 latencyMs,uint32 headLag)"
+        "Verdict(uint16 endpoint,uint32 revision,bool healthy,uint32 latencyMs,uint32 headLag)"
     );
 
     /// @notice The EIP-712 `hashStruct` of an attestation.
     /// @dev Assembly because this runs once per attestation on the keeper hot path: it hashes
-    /// each verdict's four words in place instead of allocating and ABI-encoding per element
+    /// each verdict's five words in place instead of allocating and ABI-encoding per element
     /// (the `vote` and `batch-3-failover` snapshots measure the difference). Words are copied
     /// from calldata unchanged: dirty (non-canonical) values hash differently from what the
     /// keeper signed, and Solidity's checked reads of `verdicts[i]` revert on them anyway.
@@ -61,12 +64,12 @@ library AttestationHash {
         assembly ("memory-safe") {
             let n := verdicts.length
             let scratch := mload(0x40)
-            // Element hashes go after a 5-word scratch area used to hash one verdict.
-            let hashes := add(scratch, 0xa0)
+            // Element hashes go after a 6-word scratch area used to hash one verdict.
+            let hashes := add(scratch, 0xc0)
             mstore(scratch, verdictTypehash)
             for { let i := 0 } lt(i, n) { i := add(i, 1) } {
-                calldatacopy(add(scratch, 0x20), add(verdicts.offset, shl(7, i)), 0x80)
-                mstore(add(hashes, shl(5, i)), keccak256(scratch, 0xa0))
+                calldatacopy(add(scratch, 0x20), add(verdicts.offset, mul(i, 0xa0)), 0xa0)
+                mstore(add(hashes, shl(5, i)), keccak256(scratch, 0xc0))
             }
             let verdictsHash := keccak256(hashes, shl(5, n))
             // typehash, five static fields, keccak(verdicts): 7 words.

@@ -13,7 +13,8 @@ struct ServiceConfig {
     /// promotion prefer uncovered regions, and a ready standby of an uncovered region is swapped
     /// in for the weakest route of a doubled region while the set covers fewer.
     uint8 minRegions;
-    /// @dev Distinct keepers whose matching verdicts change an endpoint's state (>= 2).
+    /// @dev Distinct keepers whose matching verdicts change an endpoint's state (>= 2); the
+    /// effective quorum is the larger of this and a strict majority of the current keeper set.
     uint8 quorum;
     /// @dev Distinct keeper vantages a quorum must span (0 or 1: no constraint); at most `quorum`
     /// and at most the current keeper set's distinct vantages.
@@ -62,7 +63,7 @@ struct Route {
     string region;
     /// @dev Provider tag, e.g. "self-hosted".
     string provider;
-    /// @dev Latency last attested healthy by a keeper, in milliseconds.
+    /// @dev Median of the current keepers' latest healthy latency figures, in milliseconds.
     uint32 latencyMs;
     /// @dev A keeper quorum judged it unhealthy but it could not be replaced (floor, blast radius, freeze).
     bool degraded;
@@ -74,8 +75,8 @@ struct RouteSet {
     uint32 epoch;
     /// @dev Time of the last accepted attestation for the service.
     uint64 lastAttestedAt;
-    /// @dev True while fewer than `quorum` current keepers attested within `attestationTtl`: the
-    /// set is fail-static.
+    /// @dev True while fewer than the effective quorum (max(`quorum`, keepers / 2 + 1)) current
+    /// keepers attested within `attestationTtl`: the set is fail-static.
     bool stale;
     /// @dev The active routes.
     Route[] routes;
@@ -95,6 +96,9 @@ struct EndpointView {
     uint32 downVotes;
     /// @dev Bitmap of keeper indices currently voting healthy (standby and demoted endpoints).
     uint32 upVotes;
+    /// @dev What a verdict must name (`Verdict.revision`) to count: 0 for a new slot, bumped by
+    /// every URL change and every reuse of a retired slot.
+    uint32 revision;
     string url;
     string region;
     string provider;

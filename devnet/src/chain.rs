@@ -595,6 +595,7 @@ name = "{service}"
         let verdicts: Vec<Verdict> = (0..self.endpoint_urls.len() as u16)
             .map(|i| Verdict {
                 endpoint: i,
+                revision: 0,
                 healthy: true,
                 latencyMs: 10 + u32::from(i),
                 headLag: 0,

@@ -19,6 +19,9 @@ pub struct OnChain {
     pub down_votes: u32,
     /// Keepers voting healthy.
     pub up_votes: u32,
+    /// The endpoint's revision (bumped by a URL change or a slot reuse): each verdict names the
+    /// one it judged, and the registry ignores verdicts about another.
+    pub revision: u32,
 }
 
 /// The vote this keeper (bit `keeper_bit`) should cast on an endpoint, if any.
@@ -57,7 +60,7 @@ mod tests {
     const ME: u32 = 0b10;
 
     fn chain(status: Status) -> OnChain {
-        OnChain { status, ready: false, cooldown_until: 0, down_votes: 0, up_votes: 0 }
+        OnChain { status, ready: false, cooldown_until: 0, down_votes: 0, up_votes: 0, revision: 0 }
     }
 
     #[test]

@@ -547,6 +547,7 @@ impl Pipeline {
             if let Some(healthy) = vote_to_cast(verdict, &endpoint.chain, bit, now) {
                 wire.push(WireVerdict {
                     endpoint: index,
+                    revision: endpoint.chain.revision,
                     healthy,
                     latencyMs: u32::try_from(latency_ms).unwrap_or(u32::MAX),
                     headLag: u32::try_from(head_lag).unwrap_or(u32::MAX),
@@ -643,6 +644,17 @@ impl Pipeline {
         debug!(target: "keeper::refresh", service = %service.config.name, block = snapshot.block, epoch = snapshot.epoch, "registry read");
         service.chain_id = snapshot.chain_id;
         service.epoch = snapshot.epoch;
+        // A new revision is a new target (URL changed, or a retired slot reused): what was judged
+        // about the old one must not vote for it; endpoints no longer read (retired) are forgotten.
+        let old = &service.endpoints;
+        service.trackers.retain(|index, _| {
+            snapshot.endpoints.iter().any(|e| {
+                e.index == *index
+                    && old
+                        .iter()
+                        .all(|o| o.index != e.index || o.chain.revision == e.chain.revision)
+            })
+        });
         service.endpoints = snapshot.endpoints;
         self.metrics.set_epoch(&service.config.name, snapshot.epoch);
         match snapshot.keeper {
@@ -701,6 +713,7 @@ impl Pipeline {
                     cooldown_until: e.cooldownUntil,
                     down_votes: e.downVotes,
                     up_votes: e.upVotes,
+                    revision: e.revision,
                 },
             });
         }

@@ -238,7 +238,7 @@ contract RouteRegistryTest is RegistryTest {
         (uint32 version, address[] memory current,) = registry.keepers();
         vm.assertEq(version, 2, "version bumped");
         vm.assertEq(current.length, 2, "replaced");
-        (bool active,,,) = registry.keeperState(keeperAddrs[3], SERVICE);
+        (bool active,,,) = registry.keeperState(keeperAddrs[2], SERVICE);
         vm.assertFalse(active, "rotated out");
     }
 
@@ -302,7 +302,7 @@ contract RouteRegistryTest is RegistryTest {
         vm.assertTrue(_isActive(1), "one vote is not enough");
         vm.expectEmit();
         emit IRouteRegistry.EndpointStatusChanged(SERVICE, 1, EndpointStatus.Active, EndpointStatus.Demoted);
-        _vote(3, 1, false);
+        _vote(1, 1, false);
         vm.assertTrue(_status(1) == EndpointStatus.Demoted, "demoted");
         uint16[] memory ids = _activeIds(SERVICE);
         vm.assertEq(ids.length, 2, "still two routes");
@@ -357,9 +357,9 @@ contract RouteRegistryTest is RegistryTest {
         _bootstrap(SERVICE);
         // Make both standbys unready so no replacement exists.
         _vote(2, 2, false);
-        _vote(3, 2, false);
+        _vote(1, 2, false);
         _vote(2, 3, false);
-        _vote(3, 3, false);
+        _vote(1, 3, false);
 
         _vote(0, 0, false);
         vm.expectEmit();
@@ -372,7 +372,7 @@ contract RouteRegistryTest is RegistryTest {
         // A standby becoming ready replaces the degraded route.
         vm.warp(vm.getBlockTimestamp() + 1);
         _vote(2, 3, true);
-        _vote(3, 3, true);
+        _vote(1, 3, true);
         vm.assertTrue(_status(0) == EndpointStatus.Demoted, "degraded route replaced");
         vm.assertTrue(_isActive(3), "by the new standby");
     }
@@ -380,9 +380,9 @@ contract RouteRegistryTest is RegistryTest {
     function test_attest_floorAllowsDemotionAboveFloorWithoutReplacement() public {
         _bootstrap(SERVICE);
         _vote(2, 2, false);
-        _vote(3, 2, false);
+        _vote(1, 2, false);
         _vote(2, 3, false);
-        _vote(3, 3, false);
+        _vote(1, 3, false);
         _vote(0, 0, false);
         _vote(1, 0, false);
         vm.assertTrue(_status(0) == EndpointStatus.Demoted, "2 active > floor 1: demoted");
@@ -429,7 +429,7 @@ contract RouteRegistryTest is RegistryTest {
         vm.assertEq(_epoch(), 1, "no change while frozen");
 
         vm.warp(vm.getBlockTimestamp() + 101);
-        _submit(3, SERVICE, _none());
+        _submit(2, SERVICE, _none());
         vm.assertTrue(_status(0) == EndpointStatus.Demoted, "freeze expired by itself");
     }
 
@@ -472,7 +472,7 @@ contract RouteRegistryTest is RegistryTest {
         _bootstrap(SERVICE);
         _vote(0, 0, false);
         vm.prank(admin);
-        registry.setKeepers(keeperAddrs, new bytes32[](4));
+        registry.setKeepers(keeperAddrs, new bytes32[](keeperAddrs.length));
         vm.assertEq(registry.endpoint(SERVICE, 0).downVotes, 0, "old votes void");
         _vote(1, 0, false);
         vm.assertTrue(_isActive(0), "one vote under the new version is not a quorum");
@@ -516,7 +516,7 @@ contract RouteRegistryTest is RegistryTest {
         vm.assertTrue(registry.authorisedRoutes(SERVICE).stale, "stale after the TTL");
         _submit(2, SERVICE, _none());
         vm.assertTrue(registry.authorisedRoutes(SERVICE).stale, "one live keeper is below quorum");
-        _submit(3, SERVICE, _none());
+        _submit(0, SERVICE, _none());
         RouteSet memory set = registry.authorisedRoutes(SERVICE);
         vm.assertFalse(set.stale, "fresh again: a quorum of keepers live");
         vm.assertEq(set.lastAttestedAt, vm.getBlockTimestamp(), "liveness");
@@ -530,8 +530,8 @@ contract RouteRegistryTest is RegistryTest {
         Attestation[] memory as_ = new Attestation[](2);
         bytes[] memory sigs = new bytes[](2);
         for (uint256 i; i < 2; ++i) {
-            as_[i] = _attestation(i + 2, SERVICE, _one(0, false));
-            sigs[i] = _sign(keeperKeys[i + 2], as_[i]);
+            as_[i] = _attestation(i + 1, SERVICE, _one(0, false));
+            sigs[i] = _sign(keeperKeys[i + 1], as_[i]);
         }
         registry.attestBatch(as_, sigs);
         vm.assertTrue(_status(0) == EndpointStatus.Demoted, "demoted");

@@ -59,16 +59,16 @@ contract SecurityTest is RegistryTest {
     }
 
     function test_security_rejectsOldConfigVersionOfRotatedOutKeeper() public {
-        Attestation memory a = _attestation(3, SERVICE, _one(0, false));
-        bytes memory sig = _sign(keeperKeys[3], a);
-        address[] memory signers = new address[](3);
-        bytes32[] memory vantages = new bytes32[](3);
-        for (uint256 i; i < 3; ++i) {
+        Attestation memory a = _attestation(2, SERVICE, _one(0, false));
+        bytes memory sig = _sign(keeperKeys[2], a);
+        address[] memory signers = new address[](2);
+        bytes32[] memory vantages = new bytes32[](2);
+        for (uint256 i; i < 2; ++i) {
             signers[i] = keeperAddrs[i];
         }
         vm.prank(admin);
         registry.setKeepers(signers, vantages);
-        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.NotKeeper.selector, keeperAddrs[3]));
+        vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.NotKeeper.selector, keeperAddrs[2]));
         registry.attest(a, sig);
     }
 
@@ -76,7 +76,7 @@ contract SecurityTest is RegistryTest {
         Attestation memory a = _attestation(0, SERVICE, _one(0, false));
         bytes memory sig = _sign(keeperKeys[0], a);
         vm.prank(admin);
-        registry.setKeepers(keeperAddrs, new bytes32[](4));
+        registry.setKeepers(keeperAddrs, new bytes32[](keeperAddrs.length));
         vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.WrongConfigVersion.selector, 1, 2));
         registry.attest(a, sig);
     }
@@ -141,7 +141,7 @@ contract SecurityTest is RegistryTest {
         vm.expectRevert(denied);
         registry.retireEndpoint(SERVICE, 2);
         vm.expectRevert(denied);
-        registry.setKeepers(keeperAddrs, new bytes32[](4));
+        registry.setKeepers(keeperAddrs, new bytes32[](keeperAddrs.length));
         vm.expectRevert(denied);
         registry.configureService(SERVICE, defaultConfig());
         vm.stopPrank();

@@ -15,6 +15,7 @@ fn random_attestation(seed: u64) -> Attestation {
             let w = word(10 + i as u64);
             Verdict {
                 endpoint: u16::from_be_bytes([w[0], w[1]]),
+                revision: u32::from_be_bytes([w[11], w[12], w[13], w[14]]),
                 healthy: w[2] & 1 == 1,
                 latencyMs: u32::from_be_bytes([w[3], w[4], w[5], w[6]]),
                 headLag: u32::from_be_bytes([w[7], w[8], w[9], w[10]]),

@@ -148,6 +148,7 @@ impl Net {
         let all: Vec<Verdict> = (0..4)
             .map(|i| Verdict {
                 endpoint: i,
+                revision: 0,
                 healthy: true,
                 latencyMs: 10 + u32::from(i),
                 headLag: 0,
@@ -213,7 +214,7 @@ impl Net {
 }
 
 fn unhealthy(endpoint: u16) -> Vec<Verdict> {
-    vec![Verdict { endpoint, healthy: false, latencyMs: 0, headLag: 0 }]
+    vec![Verdict { endpoint, revision: 0, healthy: false, latencyMs: 0, headLag: 0 }]
 }
 
 fn ids(set: &RouteSet) -> Vec<u16> {

@@ -10,6 +10,7 @@ mod probes;
 mod registries;
 mod registry_down;
 mod registry_rpc;
+mod revision;
 mod rpc_proxy;
 mod startup;
 mod submit;

@@ -56,7 +56,11 @@ contract RegistryHandler {
     function vote(uint256 keeperSeed, uint256 endpointSeed, bool healthy, uint32 latency) external {
         Verdict[] memory v = new Verdict[](1);
         v[0] = Verdict({
-            endpoint: uint16(endpointSeed % endpoints), healthy: healthy, latencyMs: latency % 500, headLag: 0
+            endpoint: uint16(endpointSeed % endpoints),
+            revision: 0,
+            healthy: healthy,
+            latencyMs: latency % 500,
+            headLag: 0
         });
         _observe(_single(keeperSeed % keys.length, v));
     }
@@ -74,7 +78,9 @@ contract RegistryHandler {
         for (uint256 k; k < keys.length; ++k) {
             if (subsetSeed & (1 << k) == 0) continue;
             Verdict[] memory v = new Verdict[](1);
-            v[0] = Verdict({endpoint: uint16(endpointSeed % endpoints), healthy: healthy, latencyMs: 20, headLag: 0});
+            v[0] = Verdict({
+                endpoint: uint16(endpointSeed % endpoints), revision: 0, healthy: healthy, latencyMs: 20, headLag: 0
+            });
             (as_[j], sigs[j]) = _signed(k, v);
             ++j;
         }
@@ -221,7 +227,7 @@ contract RouteRegistryInvariantTest is RegistryTest {
         _createService(MINORITY_SERVICE, 4, defaultConfig());
         _bootstrap(MINORITY_SERVICE);
         uint256[] memory one = new uint256[](1);
-        one[0] = keeperKeys[3];
+        one[0] = keeperKeys[2];
         minority = new RegistryHandler(registry, MINORITY_SERVICE, guardian, one);
     }
 

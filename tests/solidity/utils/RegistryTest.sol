@@ -7,8 +7,10 @@ import {IRouteRegistry} from "../../../contracts/interfaces/IRouteRegistry.sol";
 import {Attestation, Verdict} from "../../../contracts/types/Attestation.sol";
 import {ServiceConfig, EndpointStatus, EndpointView, RouteSet} from "../../../contracts/types/Service.sol";
 
-/// @notice Shared fixture: a registry, four keepers, one service "eth/rpc" with four endpoints in
-/// three regions (quorum 2 of the keepers, target 2 active, floor 1), plus signing helpers.
+/// @notice Shared fixture: a registry, three keepers (0 and 1 at vantage "eu", 2 at "us"), one
+/// service "eth/rpc" with four endpoints in three regions (quorum 2 of the keepers, a strict
+/// majority of three, target 2 active, floor 1), plus signing helpers. `_addKeeper` grows the set
+/// (a fourth keeper raises the effective quorum to 3, issue 13 F04).
 abstract contract RegistryTest {
     RouteRegistry internal registry;
 
@@ -24,8 +26,8 @@ abstract contract RegistryTest {
     function setUp() public virtual {
         vm.warp(1_700_000_000);
         registry = new RouteRegistry(admin, admin, guardian, 0, 0);
-        bytes32[] memory vantages = new bytes32[](4);
-        for (uint256 i; i < 4; ++i) {
+        bytes32[] memory vantages = new bytes32[](3);
+        for (uint256 i; i < 3; ++i) {
             uint256 key = 0xA11CE + i;
             keeperKeys.push(key);
             keeperAddrs.push(vm.addr(key));
@@ -37,6 +39,20 @@ abstract contract RegistryTest {
     }
 
     /* FIXTURE HELPERS */
+
+    /// @dev Adds a keeper (key `0xA11CE + index`, vantage "us") to the set: the set is rotated.
+    function _addKeeper() internal returns (uint256 index) {
+        index = keeperKeys.length;
+        uint256 key = 0xA11CE + index;
+        keeperKeys.push(key);
+        keeperAddrs.push(vm.addr(key));
+        bytes32[] memory vantages = new bytes32[](keeperAddrs.length);
+        for (uint256 i; i < vantages.length; ++i) {
+            vantages[i] = i < 2 ? bytes32("eu") : bytes32("us");
+        }
+        vm.prank(admin);
+        registry.setKeepers(keeperAddrs, vantages);
+    }
 
     function defaultConfig() internal pure returns (ServiceConfig memory) {
         return ServiceConfig({
@@ -74,7 +90,7 @@ abstract contract RegistryTest {
     function _bootstrap(bytes32 id) internal {
         Verdict[] memory all = new Verdict[](4);
         for (uint16 i; i < 4; ++i) {
-            all[i] = Verdict({endpoint: i, healthy: true, latencyMs: 10 + i, headLag: 0});
+            all[i] = Verdict({endpoint: i, revision: 0, healthy: true, latencyMs: 10 + i, headLag: 0});
         }
         _submit(0, id, all);
         _submit(1, id, all);
@@ -114,7 +130,7 @@ abstract contract RegistryTest {
 
     function _one(uint16 endpoint, bool healthy) internal pure returns (Verdict[] memory v) {
         v = new Verdict[](1);
-        v[0] = Verdict({endpoint: endpoint, healthy: healthy, latencyMs: 25, headLag: healthy ? 0 : 40});
+        v[0] = Verdict({endpoint: endpoint, revision: 0, healthy: healthy, latencyMs: 25, headLag: healthy ? 0 : 40});
     }
 
     function _none() internal pure returns (Verdict[] memory) {
@@ -133,8 +149,9 @@ abstract contract RegistryTest {
             Verdict memory v = a.verdicts[i];
             verdictHashes[i] = keccak256(
                 abi.encode(
-                    keccak256("Verdict(uint16 endpoint,bool healthy,uint32 latencyMs,uint32 headLag)"),
+                    keccak256("Verdict(uint16 endpoint,uint32 revision,bool healthy,uint32 latencyMs,uint32 headLag)"),
                     v.endpoint,
+                    v.revision,
                     v.healthy,
                     v.latencyMs,
                     v.headLag
@@ -144,7 +161,7 @@ abstract contract RegistryTest {
         bytes32 structHash = keccak256(
             abi.encode(
                 keccak256(
-                    "Attestation(bytes32 service,uint32 epoch,uint32 configVersion,uint64 nonce,uint64 deadline,Verdict[] verdicts)Verdict(uint16 endpoint,bool healthy,uint32 latencyMs,uint32 headLag)"
+                    "Attestation(bytes32 service,uint32 epoch,uint32 configVersion,uint64 nonce,uint64 deadline,Verdict[] verdicts)Verdict(uint16 endpoint,uint32 revision,bool healthy,uint32 latencyMs,uint32 headLag)"
                 ),
                 a.service,
                 a.epoch,

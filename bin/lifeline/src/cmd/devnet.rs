@@ -42,7 +42,7 @@ pub(crate) struct DevnetArgs {
     /// Seconds between blocks.
     #[arg(long, default_value_t = 1.0)]
     block_time: f64,
-    /// Keeper processes (quorum is 2).
+    /// Keeper processes (the quorum is a strict majority of them: 2 of the default 3).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(2..=9))]
     keepers: u8,
     /// Keepers' probe interval, milliseconds.
@@ -226,7 +226,8 @@ impl DevnetArgs {
                     step(
                         outage,
                         &format!(
-                            "keeper {keeper} flagged endpoint {victim} unhealthy (block {block}; quorum is 2)"
+                            "keeper {keeper} flagged endpoint {victim} unhealthy (block {block}; quorum is {})",
+                            self.keepers / 2 + 1
                         ),
                     );
                 }

@@ -166,7 +166,13 @@ async fn lying_minority_cannot_change_the_set() -> eyre::Result<()> {
         let lies: Vec<Verdict> = start
             .routes
             .iter()
-            .map(|r| Verdict { endpoint: r.id, healthy: false, latencyMs: 0, headLag: 0 })
+            .map(|r| Verdict {
+                endpoint: r.id,
+                revision: 0,
+                healthy: false,
+                latencyMs: 0,
+                headLag: 0,
+            })
             .collect();
         world.devnet.attest(3, lies).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -11,7 +11,7 @@ use lifeline_bindings::{FailoverConfig, FailoverTransport, RegistryClient, Verdi
 use lifeline_devnet::{Devnet, DevnetOptions, Fault, FaultProxy, Toolchain};
 
 fn unhealthy(endpoint: u16) -> Vec<Verdict> {
-    vec![Verdict { endpoint, healthy: false, latencyMs: 0, headLag: 0 }]
+    vec![Verdict { endpoint, revision: 0, healthy: false, latencyMs: 0, headLag: 0 }]
 }
 
 #[tokio::test]

@@ -148,6 +148,7 @@ fn verdicts(endpoints: &[u16], healthy: bool) -> Vec<Verdict> {
         .iter()
         .map(|&endpoint| Verdict {
             endpoint,
+            revision: 0,
             healthy,
             latencyMs: 10 + u32::from(endpoint),
             headLag: 0,

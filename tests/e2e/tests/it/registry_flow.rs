@@ -53,7 +53,7 @@ async fn attest<P: Provider>(
 }
 
 fn verdict(endpoint: u16, healthy: bool, latency_ms: u32) -> Verdict {
-    Verdict { endpoint, healthy, latencyMs: latency_ms, headLag: 0 }
+    Verdict { endpoint, revision: 0, healthy, latencyMs: latency_ms, headLag: 0 }
 }
 
 #[tokio::test]

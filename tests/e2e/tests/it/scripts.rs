@@ -59,7 +59,7 @@ async fn deploy_and_configure_scripts_broadcast_and_read_back_with_cast() -> eyr
     let endpoint = cast_call(
         &toolchain,
         &devnet,
-        "endpoint(bytes32,uint16)((uint8,bool,bool,uint32,uint64,uint32,uint32,string,string,string,address))",
+        "endpoint(bytes32,uint16)((uint8,bool,bool,uint32,uint64,uint32,uint32,uint32,string,string,string,address))",
         &[id.to_string(), "3".into()],
     )?;
     assert!(
@@ -75,7 +75,7 @@ async fn deploy_and_configure_scripts_broadcast_and_read_back_with_cast() -> eyr
     let count = cast_call(
         &toolchain,
         &devnet,
-        "endpoint(bytes32,uint16)((uint8,bool,bool,uint32,uint64,uint32,uint32,string,string,string,address))",
+        "endpoint(bytes32,uint16)((uint8,bool,bool,uint32,uint64,uint32,uint32,uint32,string,string,string,address))",
         &[id.to_string(), "4".into()],
     );
     assert!(count.is_err(), "no endpoint added twice");
