@@ -170,7 +170,7 @@ async fn one_stuck_service_does_not_hold_back_another() -> eyre::Result<()> {
     // A's transaction is out and stuck before B's vote is submitted.
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(!service_a.is_finished(), "A's submission is waiting on its stuck transaction");
-    let vote = Verdict { endpoint: 0, healthy: true, latencyMs: 5, headLag: 0 };
+    let vote = Verdict { endpoint: 0, revision: 0, healthy: true, latencyMs: 5, headLag: 0 };
     let outcome = submitter.submit(b, vec![vote]).await?;
     assert!(matches!(outcome, Submitted::Accepted { .. }), "B's vote landed: {outcome:?}");
     assert!(!service_a.is_finished(), "B's vote landed while A's transaction was still stuck");
