@@ -70,6 +70,53 @@ async fn a_registry_rpc_that_forges_the_route_set_is_outvoted() -> eyre::Result<
     Ok(())
 }
 
+/// Honest registry RPCs that are down or behind only narrow the margin: with three URLs and a
+/// quorum of two, one down still gives the registry's set (two agree), and so does one lagging
+/// (the read is at the head the other two reached: a URL behind cannot drag it back to an older
+/// set); only when fewer than the quorum answer is there no set (the follower keeps the last
+/// one: fail static).
+#[tokio::test]
+async fn a_registry_rpc_down_or_lagging_only_narrows_the_margin() -> eyre::Result<()> {
+    let toolchain = Toolchain::locate()?;
+    let devnet = Devnet::start(&toolchain, &DevnetOptions::default()).await?;
+    devnet.bootstrap_routes().await?;
+    let honest = client(&devnet, &devnet.rpc_url())?.routes(devnet.service_id()).await?;
+    let mut rpcs = Vec::new();
+    for _ in 0..3 {
+        rpcs.push(FaultProxy::start(devnet.rpc_url()).await?);
+    }
+    let clients =
+        rpcs.iter().map(|p| client(&devnet, &p.url())).collect::<eyre::Result<Vec<_>>>()?;
+    let reader = QuorumReader::new(clients, 2, 0);
+
+    rpcs[0].set(Fault::Down);
+    let agreed = reader.routes(devnet.service_id()).await?;
+    assert_eq!(
+        (agreed.set.routes.clone(), agreed.agreeing),
+        (honest.routes.clone(), 2),
+        "one down"
+    );
+
+    rpcs[0].set(Fault::Up);
+    rpcs[1].set(Fault::Lag(2));
+    let head = client(&devnet, &devnet.rpc_url())?.contract().provider().get_block_number().await?;
+    let agreed = reader.routes(devnet.service_id()).await?;
+    assert_eq!(
+        (agreed.set.routes.clone(), agreed.agreeing),
+        (honest.routes.clone(), 2),
+        "one behind"
+    );
+    assert_eq!(agreed.set.block.map(|b| b.number), Some(head), "read at the quorum's head");
+
+    rpcs[1].set(Fault::Down);
+    rpcs[2].set(Fault::Down);
+    match reader.routes(devnet.service_id()).await {
+        Err(QuorumError::TooFew { .. }) => {}
+        other => panic!("one answer is below the quorum: {other:?}"),
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_follow_the_secondary_registry_while_the_primary_chain_halts() -> eyre::Result<()> {
     let toolchain = Toolchain::locate()?;
