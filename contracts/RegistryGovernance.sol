@@ -105,8 +105,8 @@ contract RegistryGovernance is RegistryStorage {
         bytes32 regionHash = keccak256(bytes(region));
         uint8 regionId = s.regionIds[regionHash];
         if (regionId == 0) {
-            // Checked: a service that went through 255 distinct regions (reusing slots) can add no
-            // new one.
+            // A service that went through 255 distinct regions (reusing slots) can add no new one.
+            if (s.regionCount == type(uint8).max) revert IRouteRegistry.TooManyRegions(serviceId);
             regionId = ++s.regionCount;
             s.regionIds[regionHash] = regionId;
         }

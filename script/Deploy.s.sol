@@ -45,7 +45,7 @@ library Deployments {
 
     /// If a pending deployment exists in `dir_`: records it when its registry has code on chain,
     /// discards it otherwise (its broadcast failed or never happened). True if one was recorded.
-    function settlePending(string memory dir_) internal returns (bool recorded) {
+    function settlePending(string memory dir_) internal returns (bool) {
         string memory pending = abs(pendingPath(dir_));
         if (!svm.exists(pending)) return false;
         string memory json = vm.readFile(pending);

@@ -160,6 +160,9 @@ interface IRouteRegistry {
     error UnknownEndpoint(bytes32 serviceId, uint256 endpoint);
     /// @notice The service already holds `MAX_ENDPOINTS` endpoints and none is retired (to reuse).
     error TooManyEndpoints(bytes32 serviceId);
+    /// @notice The service has used 255 distinct regions (region ids are never reused): an
+    /// endpoint can still be added in one of them.
+    error TooManyRegions(bytes32 serviceId);
     /// @notice Governance tried to retire an endpoint that is serving (keepers must demote it first),
     /// or to change the URL of an active route that no ready standby can replace at the floor.
     error EndpointIsActive(bytes32 serviceId, uint256 endpoint);
@@ -285,7 +288,8 @@ interface IRouteRegistry {
     /// @notice Adds an endpoint as a Standby that is not ready: only a keeper quorum can make it serve.
     /// Requires the governor role. Indices are handed out in order; once all `MAX_ENDPOINTS` are,
     /// the lowest retired index is reused under a new revision (see REVISIONS), else
-    /// `TooManyEndpoints`. The URL must be http, https, ws or wss, at most 256 bytes of
+    /// `TooManyEndpoints`. A service names at most 255 distinct regions over its life
+    /// (`TooManyRegions`). The URL must be http, https, ws or wss, at most 256 bytes of
     /// printable ASCII, with no user info (`user:pass` before the host; `InvalidUrl` otherwise): secrets never go on-chain;
     /// a private endpoint is registered as a template (`https://host/v2/${KEY}`) that each
     /// keeper and client fills from its own configuration, for the hosts it allows.

@@ -137,4 +137,35 @@ contract AuditEndpointsTest is RegistryTest {
         vm.expectRevert(abi.encodeWithSelector(IRouteRegistry.TooManyEndpoints.selector, id));
         registry.addEndpoint(id, NEW_URL, "sa-east", "new", address(3));
     }
+
+    /// Region ids are never reused: past 255 distinct regions over a service's life, adding an
+    /// endpoint in a new one is refused with a named error (it used to be an overflow panic),
+    /// and one of the known regions still works.
+    function test_addEndpoint_pastTheLastRegionIsRefusedByName() public {
+        bytes32 id = keccak256("eth/rpc-64");
+        _createService(id, 64, defaultConfig());
+        vm.startPrank(admin);
+        bool refused;
+        for (uint256 i; i < 256 && !refused; ++i) {
+            registry.retireEndpoint(id, 63);
+            try registry.addEndpoint(
+                id, NEW_URL, string(abi.encodePacked("region-", vm.toString(i))), "p", address(3)
+            ) returns (
+                uint16 index
+            ) {
+                vm.assertEq(index, 63, "the retired slot is reused");
+            } catch (bytes memory reason) {
+                vm.assertEq(
+                    keccak256(reason),
+                    keccak256(abi.encodeWithSelector(IRouteRegistry.TooManyRegions.selector, id)),
+                    "TooManyRegions"
+                );
+                refused = true;
+            }
+        }
+        vm.assertTrue(refused, "refused once 255 regions were used");
+        uint16 again = registry.addEndpoint(id, NEW_URL, "region-0", "p", address(3));
+        vm.assertEq(again, 63, "a known region still works");
+        vm.stopPrank();
+    }
 }
