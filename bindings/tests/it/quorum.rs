@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use lifeline_bindings::{
-    FailoverConfig, FailoverTransport, RegistryClient,
+    FailoverConfig, FailoverTransport, RegistryClient, RouteSet,
     quorum::{QuorumError, QuorumReader, RegistrySet},
 };
 use lifeline_devnet::{Devnet, DevnetOptions, Fault, FaultProxy, Toolchain};
@@ -20,19 +20,25 @@ fn routed(transport: &FailoverTransport) -> Vec<String> {
     transport.routes().into_iter().map(|r| r.url.to_string()).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_registry_rpc_that_forges_the_route_set_is_outvoted() -> eyre::Result<()> {
+/// A devnet whose route set is filled, the set as the registry holds it, and three proxies in
+/// front of its chain to read the registry through.
+async fn registry_behind_three_rpcs() -> eyre::Result<(Devnet, RouteSet, Vec<FaultProxy>)> {
     let toolchain = Toolchain::locate()?;
     let devnet = Devnet::start(&toolchain, &DevnetOptions::default()).await?;
     devnet.bootstrap_routes().await?;
     let honest = client(&devnet, &devnet.rpc_url())?.routes(devnet.service_id()).await?;
-
-    // Three RPC URLs for the registry; the third answers authorisedRoutes with a forged set that
-    // sends everything to an address of the liar's choosing.
     let mut rpcs = Vec::new();
     for _ in 0..3 {
         rpcs.push(FaultProxy::start(devnet.rpc_url()).await?);
     }
+    Ok((devnet, honest, rpcs))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_rpc_that_forges_the_route_set_is_outvoted() -> eyre::Result<()> {
+    let (devnet, honest, rpcs) = registry_behind_three_rpcs().await?;
+    // The third RPC URL answers authorisedRoutes with a forged set that sends everything to an
+    // address of the liar's choosing.
     let evil = "http://127.0.0.1:9/steal";
     rpcs[2].set(Fault::forged_route_set(devnet.registry(), evil, honest.epoch + 1));
     let lone = QuorumReader::new(vec![client(&devnet, &rpcs[2].url())?], 1, 0);
@@ -77,14 +83,7 @@ async fn a_registry_rpc_that_forges_the_route_set_is_outvoted() -> eyre::Result<
 /// one: fail static).
 #[tokio::test]
 async fn a_registry_rpc_down_or_lagging_only_narrows_the_margin() -> eyre::Result<()> {
-    let toolchain = Toolchain::locate()?;
-    let devnet = Devnet::start(&toolchain, &DevnetOptions::default()).await?;
-    devnet.bootstrap_routes().await?;
-    let honest = client(&devnet, &devnet.rpc_url())?.routes(devnet.service_id()).await?;
-    let mut rpcs = Vec::new();
-    for _ in 0..3 {
-        rpcs.push(FaultProxy::start(devnet.rpc_url()).await?);
-    }
+    let (devnet, honest, rpcs) = registry_behind_three_rpcs().await?;
     let clients =
         rpcs.iter().map(|p| client(&devnet, &p.url())).collect::<eyre::Result<Vec<_>>>()?;
     let reader = QuorumReader::new(clients, 2, 0);
